@@ -1,0 +1,105 @@
+/*
+ * Signals: the init blocks every catchable signal and reads them from a
+ * signalfd, so one epoll wait covers signals, timers and sockets and no
+ * handler ever runs inside the interpreter.
+ *
+ * Fault signals (SEGV, BUS, FPE, ILL, TRAP, SYS) are blocked too: sent with
+ * kill(2) they are forwarded like any other.  A real fault of the init is a
+ * synchronous signal, which the kernel delivers whatever the mask says.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/signalfd.h>
+
+#include "stage1.h"
+
+/* Record what the init inherited (mask, ignored dispositions) so that the
+ * spawn path can give it back to apps, then block everything and return a
+ * close-on-exec, non-blocking signalfd. */
+int s1_signals_take(uint64_t *mask_out, uint64_t *ign_out)
+{
+    sigset_t all, old;
+    struct sigaction sa;
+    int sig, fd;
+
+    *mask_out = 0;
+    *ign_out = 0;
+    sigfillset(&all);
+    if (sigprocmask(SIG_SETMASK, &all, &old) < 0)
+        return -errno;
+    for (sig = 1; sig <= 64; sig++) {
+        if (sigismember(&old, sig) == 1)
+            *mask_out |= 1ULL << (sig - 1);
+        if (sigaction(sig, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
+            *ign_out |= 1ULL << (sig - 1);
+    }
+    /* An ignored SIGCHLD makes the kernel reap children behind our back
+     * and wait4 would never report their status. */
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_DFL;
+    if (sigaction(SIGCHLD, &sa, NULL) < 0)
+        return -errno;
+    fd = signalfd(-1, &all, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (fd < 0)
+        return -errno;
+    return fd;
+}
+
+/* Read up to max pending signals, in the order the kernel queued them.
+ * Returns the count; 0 when nothing is pending. */
+int s1_signalfd_read(int fd, struct s1_siginfo *out, int max)
+{
+    struct signalfd_siginfo buf[64];
+    ssize_t got;
+    int i, n;
+
+    if (max > 64)
+        max = 64;
+    got = read(fd, buf, sizeof buf[0] * (size_t)max);
+    if (got < 0)
+        return errno == EAGAIN ? 0 : -errno;
+    n = (int)(got / (ssize_t)sizeof buf[0]);
+    for (i = 0; i < n; i++) {
+        out[i].signo = (int)buf[i].ssi_signo;
+        out[i].code = buf[i].ssi_code;
+        out[i].pid = (int)buf[i].ssi_pid;
+        out[i].uid = (int)buf[i].ssi_uid;
+    }
+    return n;
+}
+
+/* Send sig to each pid (negative: a process group).  Returns how many were
+ * delivered; ESRCH is expected (the target exited first) and not an error. */
+int s1_kill_many(const int *pids, int n, int sig)
+{
+    int i, sent = 0, err = 0;
+
+    for (i = 0; i < n; i++) {
+        if (kill(pids[i], sig) == 0)
+            sent++;
+        else if (errno != ESRCH)
+            err = errno;
+    }
+    return sent == 0 && err ? -err : sent;
+}
+
+const char *s1_signal_name(int sig)
+{
+    const char *name = sigabbrev_np(sig);
+    return name ? name : "";
+}
+
+int s1_signal_number(const char *name)
+{
+    int sig;
+
+    for (sig = 1; sig < SIGRTMIN; sig++) {
+        const char *abbrev = sigabbrev_np(sig);
+        if (abbrev && strcmp(abbrev, name) == 0)
+            return sig;
+    }
+    return -EINVAL;
+}

@@ -1,0 +1,325 @@
+/*
+ * Spawning: everything between fork and exec happens in s1_child(), in C,
+ * with async-signal-safe calls only (no malloc, no stdio, no Python), as
+ * CPython's _posixsubprocess does.  The parent builds every string and array
+ * before fork.  A failing step writes (step, errno) to a close-on-exec pipe;
+ * the parent reads it to EOF, so EOF alone means exec succeeded.
+ *
+ * The child works in a fixed order:
+ *   standard fds -> session/process group -> terminal foreground ->
+ *   cgroup -> oom_score_adj -> rlimits -> chroot -> chdir -> umask ->
+ *   bounding set -> keepcaps -> setgroups -> gid -> uid (last of the ids: it
+ *   takes away the right to change the rest) -> capability sets -> ambient ->
+ *   no_new_privs -> signal dispositions and mask -> close-on-exec sweep ->
+ *   exec.
+ * Signals stay blocked until just before exec, so nothing the init is sent
+ * meanwhile runs a handler in the child, and SIGTTOU cannot stop the child
+ * while it takes the terminal.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+#include <linux/capability.h>
+#include <linux/close_range.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include "stage1.h"
+
+#define S1_MAX_FDS 64
+
+static void s1_report(int pipe_fd, int step, int err)
+{
+    int msg[2] = { step, err };
+    ssize_t rc;
+
+    do
+        rc = write(pipe_fd, msg, sizeof msg);
+    while (rc < 0 && errno == EINTR);
+    _exit(127);
+}
+
+/* Move each source fd that lies inside [0, nfds) out of the way first, so a
+ * dup2 onto a low number never destroys a source still to be used. */
+static int s1_child_fds(const struct s1_spawn *req)
+{
+    int tmp[S1_MAX_FDS], i, src, flags;
+
+    for (i = 0; i < req->nfds; i++) {
+        src = req->fd_map[i];
+        tmp[i] = src;
+        if (src >= 0 && src < req->nfds && src != i) {
+            tmp[i] = fcntl(src, F_DUPFD_CLOEXEC, req->nfds);
+            if (tmp[i] < 0)
+                return -1;
+        }
+    }
+    for (i = 0; i < req->nfds; i++) {
+        if (tmp[i] < 0) {
+            close(i);
+        } else if (tmp[i] == i) {
+            flags = fcntl(i, F_GETFD);
+            if (flags < 0 || fcntl(i, F_SETFD, flags & ~FD_CLOEXEC) < 0)
+                return -1;
+        } else if (dup2(tmp[i], i) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int s1_write_file(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    ssize_t rc;
+
+    if (fd < 0)
+        return -1;
+    rc = write(fd, text, strlen(text));
+    close(fd);
+    return rc < 0 ? -1 : 0;
+}
+
+static int s1_child_rlimits(const struct s1_spawn *req)
+{
+    struct rlimit rl;
+    int i;
+
+    for (i = 0; i < req->nrlimits; i++) {
+        rl.rlim_cur = req->rlimits[i].soft;
+        rl.rlim_max = req->rlimits[i].hard;
+        if (setrlimit(req->rlimits[i].resource, &rl) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Drop from the bounding set every capability not kept.  EINVAL marks the
+ * end of what this kernel knows. */
+static int s1_child_capbset(uint64_t keep)
+{
+    int cap;
+
+    for (cap = 0; cap < 64; cap++) {
+        if (keep & (1ULL << cap))
+            continue;
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
+            if (errno == EINVAL)
+                break;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int s1_child_capset(uint64_t caps)
+{
+    struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct data[2];
+    int i;
+
+    for (i = 0; i < 2; i++) {
+        data[i].effective = (uint32_t)(caps >> (32 * i));
+        data[i].permitted = data[i].effective;
+        data[i].inheritable = data[i].effective;
+    }
+    return (int)syscall(SYS_capset, &hdr, data);
+}
+
+/* Ambient capabilities carry the set across exec for a non-root uid. */
+static int s1_child_ambient(uint64_t caps)
+{
+    int cap;
+
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
+        return errno == EINVAL ? 0 : -1;
+    for (cap = 0; cap < 64; cap++) {
+        if ((caps & (1ULL << cap)) &&
+            prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Give the app the dispositions and mask the init inherited: ignored stays
+ * ignored, everything else default (handlers do not survive exec anyway). */
+static int s1_child_signals(const struct s1_spawn *req)
+{
+    struct sigaction sa;
+    sigset_t mask;
+    int sig;
+
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&mask);
+    for (sig = 1; sig <= 64; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP)
+            continue;
+        sa.sa_handler = (req->sigign >> (sig - 1)) & 1 ? SIG_IGN : SIG_DFL;
+        /* glibc reserves 32 and 33 and answers EINVAL: nothing to undo. */
+        sigaction(sig, &sa, NULL);
+        if ((req->sigmask >> (sig - 1)) & 1)
+            sigaddset(&mask, sig);
+    }
+    return sigprocmask(SIG_SETMASK, &mask, NULL);
+}
+
+static int s1_child_close_fds(int lowfd)
+{
+    struct rlimit rl;
+    int fd, flags;
+
+    if (close_range((unsigned)lowfd, ~0U, CLOSE_RANGE_CLOEXEC) == 0)
+        return 0;
+    /* Kernels before 5.11: walk the table up to the limit. */
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return -1;
+    for (fd = lowfd; (rlim_t)fd < rl.rlim_cur; fd++) {
+        flags = fcntl(fd, F_GETFD);
+        if (flags >= 0 && !(flags & FD_CLOEXEC))
+            fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+    }
+    return 0;
+}
+
+/* Try each candidate as execvp does: EACCES is remembered while the search
+ * goes on, not-found errors move on, anything else ends the search. */
+static int s1_child_exec(const struct s1_spawn *req)
+{
+    int i, saved = 0;
+
+    for (i = 0; req->candidates[i]; i++) {
+        execve(req->candidates[i], req->argv, req->envp);
+        if (errno == EACCES)
+            saved = EACCES;
+        else if (errno != ENOENT && errno != ENOTDIR && errno != ESTALE &&
+                 errno != ENODEV && errno != ETIMEDOUT)
+            return errno;
+    }
+    return saved ? saved : (errno ? errno : ENOENT);
+}
+
+#define S1_TRY(step, call) do { if ((call) < 0) s1_report(errpipe, step, errno); } while (0)
+
+static void s1_child(const struct s1_spawn *req, int errpipe)
+{
+    int i;
+
+    S1_TRY(S1_STEP_FDS, s1_child_fds(req));
+    if (req->pgid_mode == S1_PGID_NEW_SESSION)
+        S1_TRY(S1_STEP_SETSID, setsid());
+    else if (req->pgid_mode == S1_PGID_NEW_GROUP)
+        S1_TRY(S1_STEP_SETPGID, setpgid(0, 0));
+    if (req->tty_fd >= 0)
+        S1_TRY(S1_STEP_TCSETPGRP, tcsetpgrp(req->tty_fd, getpgrp()));
+    for (i = 0; req->cgroup_procs && req->cgroup_procs[i]; i++)
+        S1_TRY(S1_STEP_CGROUP, s1_write_file(req->cgroup_procs[i], "0"));
+    if (req->oom_score_adj)
+        S1_TRY(S1_STEP_OOM, s1_write_file("/proc/self/oom_score_adj", req->oom_score_adj));
+    S1_TRY(S1_STEP_RLIMIT, s1_child_rlimits(req));
+    if (req->root)
+        S1_TRY(S1_STEP_CHROOT, chroot(req->root));
+    if (req->cwd)
+        S1_TRY(S1_STEP_CHDIR, chdir(req->cwd));
+    if (req->umask >= 0)
+        umask((mode_t)req->umask);
+    if (req->set_caps) {
+        S1_TRY(S1_STEP_CAPBSET, s1_child_capbset(req->cap_bounding));
+        S1_TRY(S1_STEP_KEEPCAPS, prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0));
+    }
+    if (req->ngroups >= 0)
+        S1_TRY(S1_STEP_SETGROUPS, setgroups((size_t)req->ngroups, (const gid_t *)req->groups));
+    if (req->gid >= 0)
+        S1_TRY(S1_STEP_SETGID, setresgid(req->gid, req->gid, req->gid));
+    if (req->uid >= 0)
+        S1_TRY(S1_STEP_SETUID, setresuid(req->uid, req->uid, req->uid));
+    if (req->set_caps) {
+        S1_TRY(S1_STEP_CAPSET, s1_child_capset(req->cap_effective));
+        S1_TRY(S1_STEP_AMBIENT, s1_child_ambient(req->cap_effective));
+    }
+    if (req->no_new_privs)
+        S1_TRY(S1_STEP_NO_NEW_PRIVS, prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
+    S1_TRY(S1_STEP_SIGNALS, s1_child_signals(req));
+    if (req->close_fds)
+        S1_TRY(S1_STEP_CLOSE_FDS, s1_child_close_fds(req->nfds));
+    errno = s1_child_exec(req);
+    s1_report(errpipe, S1_STEP_EXEC, errno);
+}
+
+/* Keep the error pipe clear of the fds the child is about to set up. */
+static int s1_pipe(int fds[2], int low)
+{
+    int i, moved;
+
+    if (pipe2(fds, O_CLOEXEC) < 0)
+        return -1;
+    for (i = 0; i < 2; i++) {
+        if (fds[i] >= low)
+            continue;
+        moved = fcntl(fds[i], F_DUPFD_CLOEXEC, low);
+        close(fds[i]);
+        fds[i] = moved;
+        if (moved < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Returns the pid of a child that has exec'd, or -1 with (step, errno) of
+ * the failure; a child that failed has been reaped already. */
+int s1_spawn(const struct s1_spawn *req, int *step_out, int *errno_out)
+{
+    int errpipe[2], msg[2], status;
+    ssize_t got = 0, rc;
+    pid_t pid;
+
+    *step_out = S1_STEP_NONE;
+    *errno_out = 0;
+    if (req->nfds < 0 || req->nfds > S1_MAX_FDS) {
+        *errno_out = EINVAL;
+        return -1;
+    }
+    if (s1_pipe(errpipe, req->nfds > 3 ? req->nfds : 3) < 0) {
+        *errno_out = errno;
+        return -1;
+    }
+    pid = fork();
+    if (pid == 0)
+        s1_child(req, errpipe[1]);
+    close(errpipe[1]);
+    if (pid < 0) {
+        *errno_out = errno;
+        close(errpipe[0]);
+        return -1;
+    }
+    while (got < (ssize_t)sizeof msg) {
+        rc = read(errpipe[0], (char *)msg + got, sizeof msg - (size_t)got);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc <= 0)
+            break;
+        got += rc;
+    }
+    close(errpipe[0]);
+    if (got == 0)
+        return pid;
+    *step_out = got == sizeof msg ? msg[0] : S1_STEP_NONE;
+    *errno_out = got == sizeof msg ? msg[1] : EPIPE;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    return -1;
+}
+
+/* Hand the terminal to a process group; the init keeps SIGTTOU blocked, so
+ * this works from the background. */
+int s1_tty_foreground(int fd, int pgid)
+{
+    return tcsetpgrp(fd, pgid) < 0 ? -errno : 0;
+}

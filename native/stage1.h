@@ -1,0 +1,114 @@
+/*
+ * stage1 native layer: the one header.
+ *
+ * Everything between the CDEF markers is also the cffi cdef (out-of-line API
+ * mode), so it holds only declarations that both a C compiler and cffi's
+ * parser accept: enums for constants, plain structs, prototypes.  Functions
+ * return >= 0 on success and -errno on failure; they hold no policy.
+ */
+#ifndef STAGE1_NATIVE_H
+#define STAGE1_NATIVE_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+/* CDEF-BEGIN */
+enum { S1_NATIVE_VERSION = 4 };
+
+/* Steps of the child path between fork and exec, in the order they run.
+ * A failure is reported to the parent as (step, errno). */
+enum {
+    S1_STEP_NONE = 0,
+    S1_STEP_FDS = 1,          /* dup2 of the standard fds */
+    S1_STEP_SETSID = 2,
+    S1_STEP_SETPGID = 3,
+    S1_STEP_TCSETPGRP = 4,
+    S1_STEP_CGROUP = 5,
+    S1_STEP_OOM = 6,
+    S1_STEP_RLIMIT = 7,
+    S1_STEP_CHROOT = 8,
+    S1_STEP_CHDIR = 9,
+    S1_STEP_UMASK = 10,
+    S1_STEP_CAPBSET = 11,
+    S1_STEP_KEEPCAPS = 12,
+    S1_STEP_SETGROUPS = 13,
+    S1_STEP_SETGID = 14,
+    S1_STEP_SETUID = 15,
+    S1_STEP_CAPSET = 16,
+    S1_STEP_AMBIENT = 17,
+    S1_STEP_NO_NEW_PRIVS = 18,
+    S1_STEP_SIGNALS = 19,
+    S1_STEP_CLOSE_FDS = 20,
+    S1_STEP_EXEC = 21
+};
+
+enum { S1_PGID_KEEP = 0, S1_PGID_NEW_GROUP = 1, S1_PGID_NEW_SESSION = 2 };
+
+struct s1_rlimit {
+    int resource;
+    uint64_t soft;
+    uint64_t hard;
+};
+
+/* One spawn request.  Every pointer is built by the parent before fork;
+ * the child only reads it.  Optional parts are off at -1 / NULL / 0. */
+struct s1_spawn {
+    char *const *candidates;   /* NULL-terminated paths to try in turn */
+    char *const *argv;
+    char *const *envp;
+    int nfds;                  /* child fd i becomes fd_map[i] (-1: close) */
+    const int *fd_map;
+    int close_fds;             /* mark every fd >= nfds close-on-exec */
+    int pgid_mode;             /* S1_PGID_* */
+    int tty_fd;                /* >= 0: make the new group the foreground */
+    const char *const *cgroup_procs;  /* NULL-terminated files to write "0" */
+    const char *oom_score_adj; /* text for /proc/self/oom_score_adj */
+    int nrlimits;
+    const struct s1_rlimit *rlimits;
+    const char *root;          /* chroot into it */
+    const char *cwd;
+    int umask;                 /* -1: keep */
+    int ngroups;               /* -1: keep */
+    const unsigned int *groups; /* gid_t */
+    int gid;                   /* -1: keep */
+    int uid;                   /* -1: keep */
+    int set_caps;              /* apply the capability fields below */
+    uint64_t cap_bounding;     /* capabilities to keep in the bounding set */
+    uint64_t cap_effective;    /* effective = permitted = inheritable = ambient */
+    int no_new_privs;
+    uint64_t sigmask;          /* bit (n-1): signal n blocked in the app */
+    uint64_t sigign;           /* bit (n-1): signal n ignored in the app */
+};
+
+struct s1_exit {
+    int pid;
+    int status;
+    double utime;
+    double stime;
+    long maxrss_kb;
+};
+
+struct s1_siginfo {
+    int signo;
+    int code;
+    int pid;
+    int uid;
+};
+
+/* signals.c */
+int s1_signals_take(uint64_t *mask_out, uint64_t *ign_out);
+int s1_signalfd_read(int fd, struct s1_siginfo *out, int max);
+int s1_kill_many(const int *pids, int n, int sig);
+int s1_signal_number(const char *name);
+const char *s1_signal_name(int sig);
+
+/* reap.c */
+int s1_reap(struct s1_exit *out, int max);
+int s1_has_children(void);
+
+/* spawn.c */
+int s1_spawn(const struct s1_spawn *req, int *step_out, int *errno_out);
+int s1_tty_foreground(int fd, int pgid);
+/* CDEF-END */
+
+#endif

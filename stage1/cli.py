@@ -1,0 +1,152 @@
+"""The commands and their options; nothing else.
+
+A small option parser of our own instead of argparse: argparse (with enum
+and re) costs 17 ms at start-up here, and `stage1 exec` must start within
+twice a bare interpreter's time.  Usage errors exit 2 with one line.
+"""
+import os
+import sys
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 254          # rkt's code for a failure of stage1 itself
+
+USAGE = """\
+usage: stage1 exec [OPTIONS] [--] CMD [ARGS...]
+       stage1 run [OPTIONS] [POD | UUID]
+       stage1 status POD [--json] [--wait-ready [--timeout S]]
+       stage1 stop [--force] [POD | UUID]
+       stage1 ps POD
+       stage1 --version | --help
+
+exec options:
+  --grace SECONDS     SIGKILL what is left this long after a stop signal (default 10, 0: never)
+  -g, --group         pass signals to the app's process group
+  --status-dir DIR    write DIR/NAME and DIR/NAME.json when the app exits
+  --name NAME         the status name (default: basename of CMD)
+  --pdeathsig SIG     have the kernel send SIG to the init when its parent dies
+  -v, --verbose       log signals, reaped pids and decisions to stderr
+"""
+
+
+class UsageError(Exception):
+    """A bad command line: one line saying what, then the command's usage line."""
+
+    def __init__(self, message, command=None):
+        super().__init__(message)
+        self.command = command
+
+    def usage_line(self):
+        for line in USAGE.splitlines():
+            words = line.replace("usage:", "").split()
+            if self.command and words[1:2] == [self.command]:
+                return "usage: " + " ".join(words)
+        return USAGE.splitlines()[0]
+
+
+def parse(args, options, stop_at_positional=False):
+    """Split args into ({name: value}, positionals).
+
+    `options` maps each spelling ('-g', '--grace') to (name, takes_value).
+    With stop_at_positional, the first positional and everything after it
+    are returned as positionals untouched (the command of `exec`)."""
+    opts, positionals = {}, []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg == "--":
+            positionals.extend(args[i:])
+            break
+        if not arg.startswith("-") or arg == "-":
+            positionals.append(arg)
+            if stop_at_positional:
+                positionals.extend(args[i:])
+                break
+            continue
+        key, eq, value = arg.partition("=")
+        if key not in options:
+            raise UsageError("unknown option %s" % key)
+        name, takes_value = options[key]
+        if takes_value and not eq:
+            if i >= len(args):
+                raise UsageError("option %s needs a value" % key)
+            value = args[i]
+            i += 1
+        elif not takes_value and eq:
+            raise UsageError("option %s takes no value" % key)
+        opts[name] = value if takes_value else True
+    return opts, positionals
+
+
+def seconds(text, what):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise UsageError("%s must be a number of seconds >= 0, not %r" % (what, text))
+    return value
+
+
+EXEC_OPTIONS = {
+    "--grace": ("grace", True), "-g": ("group", False), "--group": ("group", False),
+    "--status-dir": ("status_dir", True), "--name": ("name", True),
+    "--pdeathsig": ("pdeathsig", True), "-v": ("verbose", False),
+    "--verbose": ("verbose", False), "-h": ("help", False), "--help": ("help", False),
+}
+
+
+def cmd_exec(args):
+    opts, command = parse(args, EXEC_OPTIONS, stop_at_positional=True)
+    if opts.get("help"):
+        sys.stdout.write(USAGE)
+        return 0
+    if not command:
+        raise UsageError("exec needs a command")
+    grace = seconds(opts.get("grace", "10"), "--grace")
+    pdeathsig = None
+    if "pdeathsig" in opts:
+        from stage1 import native
+        try:
+            pdeathsig = native.signal_number(opts["pdeathsig"])
+        except ValueError as err:
+            raise UsageError("--pdeathsig: %s" % err)
+    name = opts.get("name") or os.path.basename(command[0])
+    from stage1 import execmode
+    return execmode.run(command, name=name, grace=grace, group=bool(opts.get("group")),
+                        status_dir=opts.get("status_dir"), pdeathsig=pdeathsig,
+                        verbose=bool(opts.get("verbose")))
+
+
+def commands():
+    from stage1 import podcli
+    table = {"exec": cmd_exec}
+    table.update(podcli.COMMANDS)
+    return table
+
+
+def main(argv=None):
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        if not args or args[0] in ("-h", "--help", "help"):
+            sys.stdout.write(USAGE)
+            return 0 if args else EXIT_USAGE
+        if args[0] == "--version":
+            from stage1 import __version__
+            sys.stdout.write("stage1 %s\n" % __version__)
+            return 0
+        if args[0] == "exec":
+            return cmd_exec(args[1:])
+        command = commands().get(args[0])
+        if command is None:
+            raise UsageError("unknown command %r" % args[0])
+        return command(args[1:])
+    except UsageError as err:
+        if err.command is None and args and args[0] in USAGE:
+            err.command = args[0]
+        sys.stderr.write("stage1: %s\n%s\n" % (err, err.usage_line()))
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

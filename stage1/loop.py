@@ -1,0 +1,87 @@
+"""The event loop: one epoll, a deadline heap, nothing else.
+
+tini-shaped: block in one epoll_wait whose timeout comes from the nearest
+deadline, run the callbacks of the fds that are ready, then expire due
+timers.  Signals arrive as a readable signalfd (see native.take_signals), so
+there are no handlers, no threads, no sleeps and no polling: an idle init
+makes one system call and wakes zero times a second.  The alternative,
+Python signal handlers with set_wakeup_fd, was rejected: handlers run
+between bytecodes at arbitrary points and lose siginfo (the sender's pid).
+"""
+import heapq
+import select
+import time
+
+monotonic = time.monotonic
+
+
+class Timer:
+    __slots__ = ("when", "callback", "cancelled")
+
+    def __init__(self, when, callback):
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self):
+        self.cancelled = True
+
+    def __lt__(self, other):
+        return self.when < other.when
+
+
+class Loop:
+    def __init__(self):
+        self._epoll = select.epoll()      # close-on-exec, as Python makes every fd
+        self._readers = {}
+        self._timers = []
+        self.running = False
+
+    def add_reader(self, fd, callback):
+        self._epoll.register(fd, select.EPOLLIN)
+        self._readers[fd] = callback
+
+    def remove_reader(self, fd):
+        if self._readers.pop(fd, None) is not None:
+            self._epoll.unregister(fd)
+
+    def call_at(self, when, callback):
+        timer = Timer(when, callback)
+        heapq.heappush(self._timers, timer)
+        return timer
+
+    def call_later(self, delay, callback):
+        return self.call_at(monotonic() + delay, callback)
+
+    def _timeout(self):
+        timers = self._timers
+        while timers and timers[0].cancelled:
+            heapq.heappop(timers)
+        if not timers:
+            return -1
+        return max(0.0, timers[0].when - monotonic())
+
+    def _expire(self):
+        now = monotonic()
+        timers = self._timers
+        while timers and (timers[0].cancelled or timers[0].when <= now):
+            timer = heapq.heappop(timers)
+            if not timer.cancelled:
+                timer.callback()
+
+    def run(self):
+        self.running = True
+        readers = self._readers
+        while self.running:
+            try:
+                events = self._epoll.poll(self._timeout())
+            except InterruptedError:
+                continue
+            for fd, _ in events:
+                callback = readers.get(fd)
+                if callback is not None:
+                    callback()
+            self._expire()
+
+    def stop(self):
+        self.running = False

@@ -1,0 +1,200 @@
+"""The only importer of the compiled module `stage1._native`.
+
+The C layer does syscall sequences and returns -errno; this module turns
+that into OSError (or SpawnError, which names the child step that failed),
+holds the names of steps and signals, and refuses a build whose version
+does not match the header it was built from.
+"""
+import os
+
+from stage1._native import ffi, lib
+
+NATIVE_VERSION = 4
+if lib.S1_NATIVE_VERSION != NATIVE_VERSION:
+    raise ImportError("stage1._native is version %d, this stage1 needs %d: "
+                      "rebuild with ./build.sh" % (lib.S1_NATIVE_VERSION, NATIVE_VERSION))
+
+STEP_NAMES = {
+    lib.S1_STEP_NONE: "spawn", lib.S1_STEP_FDS: "set up fds",
+    lib.S1_STEP_SETSID: "setsid", lib.S1_STEP_SETPGID: "setpgid",
+    lib.S1_STEP_TCSETPGRP: "take the terminal", lib.S1_STEP_CGROUP: "join cgroup",
+    lib.S1_STEP_OOM: "set oom_score_adj", lib.S1_STEP_RLIMIT: "set rlimits",
+    lib.S1_STEP_CHROOT: "chroot", lib.S1_STEP_CHDIR: "chdir",
+    lib.S1_STEP_UMASK: "umask", lib.S1_STEP_CAPBSET: "drop bounding capabilities",
+    lib.S1_STEP_KEEPCAPS: "keep capabilities", lib.S1_STEP_SETGROUPS: "setgroups",
+    lib.S1_STEP_SETGID: "setgid", lib.S1_STEP_SETUID: "setuid",
+    lib.S1_STEP_CAPSET: "set capabilities", lib.S1_STEP_AMBIENT: "raise ambient capabilities",
+    lib.S1_STEP_NO_NEW_PRIVS: "set no_new_privs", lib.S1_STEP_SIGNALS: "restore signals",
+    lib.S1_STEP_CLOSE_FDS: "close fds", lib.S1_STEP_EXEC: "exec",
+}
+STEP_EXEC = lib.S1_STEP_EXEC
+PGID_KEEP, PGID_NEW_GROUP, PGID_NEW_SESSION = (
+    lib.S1_PGID_KEEP, lib.S1_PGID_NEW_GROUP, lib.S1_PGID_NEW_SESSION)
+
+
+class SpawnError(OSError):
+    """The child failed at `step` with `errno` before or at exec."""
+
+    def __init__(self, step, err, program):
+        super().__init__(err, os.strerror(err) if err else "failed")
+        self.step = step
+        self.program = program
+
+    @property
+    def step_name(self):
+        return STEP_NAMES.get(self.step, "step %d" % self.step)
+
+    def __str__(self):
+        if self.step == STEP_EXEC:
+            return "unable to exec %s: %s" % (self.program, self.strerror)
+        return "unable to %s for %s: %s" % (self.step_name, self.program, self.strerror)
+
+
+def _check(rc):
+    if rc < 0:
+        raise OSError(-rc, os.strerror(-rc))
+    return rc
+
+
+def take_signals():
+    """Block every signal; return (signalfd, inherited mask, inherited ignored)."""
+    mask = ffi.new("uint64_t *")
+    ign = ffi.new("uint64_t *")
+    fd = _check(lib.s1_signals_take(mask, ign))
+    return fd, mask[0], ign[0]
+
+
+_siginfo = ffi.new("struct s1_siginfo[64]")
+
+
+def read_signals(fd):
+    """Pending signals in arrival order, as (signo, code, sender pid)."""
+    n = _check(lib.s1_signalfd_read(fd, _siginfo, 64))
+    return [(_siginfo[i].signo, _siginfo[i].code, _siginfo[i].pid) for i in range(n)]
+
+
+_exits = ffi.new("struct s1_exit[256]")
+
+
+def reap():
+    """Every child that has ended since the last call: (pid, status, utime, stime, maxrss_kb)."""
+    out = []
+    while True:
+        n = _check(lib.s1_reap(_exits, 256))
+        out.extend((e.pid, e.status, e.utime, e.stime, e.maxrss_kb)
+                   for e in (_exits[i] for i in range(n)))
+        if n < 256:
+            return out
+
+
+def kill_many(pids, sig):
+    """Send sig to each pid (negative: group); the count delivered."""
+    if not pids:
+        return 0
+    arr = ffi.new("int[]", list(pids))
+    return _check(lib.s1_kill_many(arr, len(pids), sig))
+
+
+def tty_foreground(fd, pgid):
+    _check(lib.s1_tty_foreground(fd, pgid))
+
+
+# glibc keeps 32 and 33 for itself, so SIGRTMIN is 34 for every process here.
+RTMIN, RTMAX = 34, 64
+
+
+def signal_name(sig):
+    """SIGTERM for 15, SIGRTMIN+3 for 37."""
+    if RTMIN <= sig <= RTMAX:
+        return "SIGRTMIN+%d" % (sig - RTMIN)
+    name = ffi.string(lib.s1_signal_name(sig)).decode()
+    return "SIG" + name if name else "SIG%d" % sig
+
+
+def signal_number(name):
+    """The number for TERM, SIGTERM, 15, RTMIN+3 or SIGRTMAX-1; ValueError otherwise."""
+    text = str(name).upper()
+    text = text[3:] if text.startswith("SIG") else text
+    if text.isdigit() and 1 <= int(text) <= RTMAX and int(text) not in (32, 33):
+        return int(text)
+    for base, first, sign in (("RTMIN", RTMIN, "+"), ("RTMAX", RTMAX, "-")):
+        if text.startswith(base):
+            off = text[len(base):]
+            if off and (off[0] != sign or not off[1:].isdigit()):
+                break
+            sig = first + (int(off[1:]) if off else 0) * (1 if sign == "+" else -1)
+            if RTMIN <= sig <= RTMAX:
+                return sig
+            break
+    else:
+        if text and not text.isdigit():
+            sig = lib.s1_signal_number(text.encode())
+            if sig > 0:
+                return sig
+    raise ValueError("no such signal: %s" % name)
+
+
+def _cstrings(items, keep):
+    """A NULL-terminated char*[] whose strings stay alive in `keep`."""
+    bufs = [ffi.new("char[]", os.fsencode(s)) for s in items]
+    keep.extend(bufs)
+    arr = ffi.new("char *[]", bufs + [ffi.NULL])
+    keep.append(arr)
+    return arr
+
+
+def spawn(candidates, argv, env, *, fd_map=None, close_fds=False,
+          pgid_mode=PGID_KEEP, tty_fd=-1, cgroup_procs=(), oom_score_adj=None,
+          rlimits=(), root=None, cwd=None, umask=-1, groups=None, gid=-1,
+          uid=-1, caps=None, no_new_privs=False, sigmask=0, sigign=0):
+    """Fork and exec; return the pid once exec has succeeded.
+
+    `candidates` are the paths to try in turn (the parent does the PATH
+    search); `env` is a list of b"K=V" or str.  `caps` is None to leave
+    capabilities alone, else (bounding set, effective set) as bit masks.
+    Raises SpawnError naming the step that failed."""
+    keep = []
+    req = ffi.new("struct s1_spawn *")
+    req.candidates = _cstrings(candidates, keep)
+    req.argv = _cstrings(argv, keep)
+    req.envp = _cstrings(env, keep)
+    fd_map = list(fd_map or ())
+    req.nfds = len(fd_map)
+    req.fd_map = keep_ptr(keep, "int[]", fd_map) if fd_map else ffi.NULL
+    req.close_fds = int(close_fds)
+    req.pgid_mode = pgid_mode
+    req.tty_fd = tty_fd
+    req.cgroup_procs = _cstrings(cgroup_procs, keep) if cgroup_procs else ffi.NULL
+    req.oom_score_adj = keep_ptr(keep, "char[]", str(oom_score_adj).encode()) \
+        if oom_score_adj is not None else ffi.NULL
+    req.nrlimits = len(rlimits)
+    req.rlimits = keep_ptr(keep, "struct s1_rlimit[]", [list(r) for r in rlimits]) \
+        if rlimits else ffi.NULL
+    req.root = keep_ptr(keep, "char[]", os.fsencode(root)) if root else ffi.NULL
+    req.cwd = keep_ptr(keep, "char[]", os.fsencode(cwd)) if cwd else ffi.NULL
+    req.umask = umask
+    req.ngroups = -1 if groups is None else len(groups)
+    req.groups = keep_ptr(keep, "unsigned int[]", list(groups)) if groups else ffi.NULL
+    req.gid, req.uid = gid, uid
+    if caps is not None:
+        req.set_caps = 1
+        req.cap_bounding, req.cap_effective = caps
+    req.no_new_privs = int(no_new_privs)
+    req.sigmask, req.sigign = sigmask, sigign
+    step = ffi.new("int *")
+    err = ffi.new("int *")
+    pid = lib.s1_spawn(req, step, err)
+    if pid < 0:
+        raise SpawnError(step[0], err[0], os.fsdecode(argv[0]) if argv else "?")
+    return pid
+
+
+def keep_ptr(keep, ctype, init):
+    p = ffi.new(ctype, init)
+    keep.append(p)
+    return p
+
+
+def has_children():
+    """True while any child of the init is left, running or unreaped."""
+    return bool(_check(lib.s1_has_children()))

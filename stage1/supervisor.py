@@ -1,0 +1,468 @@
+"""Apps' state machine, restart and exit policies, and the stop sequence.
+
+Each app moves through an explicit table, `TRANSITIONS[state][event]`, in
+the manner of s6-supervise: every (state, event) pair either names a handler
+or is written down as doing nothing (`_nothing`).  The Supervisor owns the
+apps, turns signals and reaped children into events, and decides when the
+pod ends and with which exit code.  It never calls a system call itself:
+spawning, killing and reaping go through spawn.py and native.py.
+
+Exec mode (`stage1 exec`) is a pod of one app whose signals are all passed
+on; pod mode (`stage1 run`) stops the pod on SIGTERM/SIGINT and passes the
+other signals to every running app.
+"""
+import os
+
+from stage1 import native, spawn
+
+SIGKILL, SIGTERM, SIGINT, SIGQUIT, SIGCHLD = 9, 15, 2, 3, 17
+STOP_SIGNALS = (SIGTERM, SIGINT, SIGQUIT)
+
+WAITING, STARTING, RUNNING, STOPPING, EXITED, BACKOFF = (
+    "waiting", "starting", "running", "stopping", "exited", "backoff")
+ENDED = (WAITING, EXITED)
+
+ON_ANY, ON_ANY_FAILURE, UNTIL_ALL = "onAny", "onAnyFailure", "untilAll"
+EXIT_POLICIES = (ON_ANY, ON_ANY_FAILURE, UNTIL_ALL)
+RESTART_POLICIES = ("never", "on-failure", "always")
+
+
+class Log:
+    """`stage1[PID]: ...` lines on stderr; debug ones only with -v."""
+
+    def __init__(self, verbose=False):
+        self.verbose = verbose
+        self.prefix = "stage1[%d]: " % os.getpid()
+
+    def _write(self, msg):
+        try:
+            os.write(2, (self.prefix + msg + "\n").encode(errors="replace"))
+        except OSError:
+            pass
+
+    def debug(self, msg):
+        if self.verbose:
+            self._write(msg)
+
+    def warn(self, msg):
+        self._write(msg)
+
+
+class App:
+    """One app and its last run.  `launch` is a spawn.Launch."""
+
+    def __init__(self, name, launch, restart="never", stop_signal=SIGTERM,
+                 pre_start=None, post_stop=None, grace=None, annotations=None):
+        self.name = name
+        self.launch = launch
+        self.restart = restart
+        self.stop_signal = stop_signal
+        self.pre_start, self.post_stop = pre_start, post_stop
+        self.grace = grace
+        self.annotations = annotations or {}
+        self.state = WAITING
+        self.ready = False
+        self.pid = None
+        self.hook_pid = None
+        self.exit_code = None
+        self.signal_name = None
+        self.reason = None
+        self.message = None
+        self.started_at = self.finished_at = None
+        self.started_mono = None
+        self.restart_count = 0
+        self.backoff_streak = 0
+        self.rusage = (None, None, None)
+        self.stop_requested = False
+        self.killed = False
+        self.timer = None
+
+    @property
+    def ended(self):
+        return self.state in ENDED and self.hook_pid is None
+
+
+class Supervisor:
+    def __init__(self, loop, sigfd, signals, log, *, grace=10.0, policy=ON_ANY,
+                 forward_all=False, group=False, tty_fd=-1, pgid_mode=None,
+                 status=None, backoff=(10.0, 300.0), on_change=None, hook_launch=None):
+        self.loop = loop
+        self.sigfd = sigfd
+        self.signals = signals
+        self.log = log
+        self.grace = grace
+        self.policy = policy
+        self.forward_all = forward_all      # exec mode: everything goes to the app
+        self.group = group
+        self.tty_fd = tty_fd
+        self.pgid_mode = native.PGID_NEW_GROUP if pgid_mode is None else pgid_mode
+        self.status = status
+        self.backoff = backoff
+        self.on_change = on_change or (lambda: None)
+        self.hook_launch = hook_launch or (lambda app, argv: None)
+        self.apps = {}
+        self.by_pid = {}
+        self.hooks = {}
+        self.exit_code = None
+        self.stopping = False
+        self.done = False
+        self.mutable = False
+        self._deadline = None
+        self._swept = False
+        self._pid1 = os.getpid() == 1
+        loop.add_reader(sigfd, self._on_signalfd)
+
+    # -- app lifecycle: the table ------------------------------------------
+
+    def event(self, app, event, *args):
+        handler = TRANSITIONS[app.state].get(event)
+        if handler is None:
+            raise AssertionError("no transition for %s in %s" % (event, app.state))
+        self.log.debug("%s: %s in %s" % (app.name, event, app.state))
+        handler(self, app, *args)
+
+    def _nothing(self, app, *args):
+        pass
+
+    def _start(self, app, *args):
+        app.stop_requested = app.killed = False
+        if app.pre_start:
+            self._run_hook(app, app.pre_start, "pre-start")
+            self._set(app, STARTING)
+        else:
+            self._exec(app)
+
+    def _prestart_done(self, app, code):
+        if app.stop_requested:
+            self._finish_failed(app, code, "Stopped", "stopped before it started")
+            return
+        if code == 0:
+            self._exec(app)
+            return
+        self._finish_failed(app, code, "PreStartFailed",
+                            "pre-start handler exited with %d" % code)
+
+    def _exec(self, app):
+        try:
+            app.pid = spawn.start(app.launch, self.signals, pgid_mode=self.pgid_mode,
+                                  tty_fd=self.tty_fd)
+        except native.SpawnError as err:
+            code = spawn.spawn_exit_code(err)
+            self.log.warn("%s: %s" % (app.name, err))
+            self._finish_failed(app, 254 if code is None else code, "ExecFailed", str(err))
+            return
+        app.started_at = _now()
+        app.started_mono = self.loop_time()
+        app.exit_code = app.signal_name = app.reason = app.message = None
+        app.finished_at = None
+        app.rusage = (None, None, None)
+        self.by_pid[app.pid] = app
+        self.log.debug("%s: started pid %d" % (app.name, app.pid))
+        self._set(app, RUNNING)
+
+    def _finish_failed(self, app, code, reason, message):
+        app.pid = None
+        app.exit_code = code
+        app.signal_name = None
+        app.reason, app.message = reason, message
+        app.started_at = app.started_at if app.state == STARTING else _now()
+        app.finished_at = _now()
+        self._after_exit(app)
+
+    def _exited(self, app, status, rusage):
+        del self.by_pid[app.pid]
+        app.exit_code = spawn.exit_code(status)
+        sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+        app.signal_name = native.signal_name(sig) if sig else None
+        app.reason = _reason(app, sig)
+        app.message = None
+        app.finished_at = _now()
+        app.rusage = rusage
+        self.log.debug("%s: pid %d exited %d (%s)" % (app.name, app.pid, app.exit_code, app.reason))
+        if app.timer:
+            app.timer.cancel()
+            app.timer = None
+        self._after_exit(app)
+
+    def _after_exit(self, app):
+        """Back off and restart, or end for good; post-stop runs either way."""
+        if self._should_restart(app):
+            delay = self._backoff_delay(app)
+            app.restart_count += 1
+            app.timer = self.loop.call_later(delay, lambda: self.event(app, "backoff_done"))
+            self.log.debug("%s: restarting in %.3gs" % (app.name, delay))
+            self._set(app, BACKOFF)
+        else:
+            self._set(app, EXITED)
+        if app.post_stop:
+            self._run_hook(app, app.post_stop, "post-stop")
+        if app.state == EXITED:
+            self._ended_for_good(app)
+
+    def _stop(self, app, *args):
+        app.stop_requested = True
+        self._signal_app(app, app.stop_signal)
+        grace = self.grace if app.grace is None else app.grace
+        if grace > 0:
+            app.timer = self.loop.call_later(grace, lambda: self.event(app, "kill"))
+        self._set(app, STOPPING)
+
+    def _stop_waiting(self, app, *args):
+        app.stop_requested = True
+        if app.timer:
+            app.timer.cancel()
+            app.timer = None
+        if app.state == BACKOFF:
+            self._set(app, EXITED)
+            self._ended_for_good(app)
+
+    def _stop_hook(self, app, *args):
+        app.stop_requested = True
+        native.kill_many([app.hook_pid], SIGKILL)
+
+    def _kill(self, app, *args):
+        app.timer = None
+        app.killed = True
+        self.log.debug("%s: grace over, SIGKILL" % app.name)
+        self._signal_app(app, SIGKILL)
+        if self.forward_all:
+            self._kill_everything(SIGKILL)
+
+    def _set(self, app, state):
+        app.state = state
+        if self.status is not None:
+            self.status.app(app)
+        self.on_change()
+
+    # -- hooks -------------------------------------------------------------
+
+    def _run_hook(self, app, argv, kind):
+        launch = self.hook_launch(app, argv)
+        try:
+            pid = spawn.start(launch, self.signals, pgid_mode=self.pgid_mode)
+        except native.SpawnError as err:
+            self.log.warn("%s: %s handler: %s" % (app.name, kind, err))
+            if kind == "pre-start":
+                self.loop.call_later(0, lambda: self.event(app, "prestart_done", 254))
+            return
+        app.hook_pid = pid
+        self.hooks[pid] = (app, kind)
+
+    def _hook_exited(self, pid, status):
+        app, kind = self.hooks.pop(pid)
+        app.hook_pid = None
+        code = spawn.exit_code(status)
+        self.log.debug("%s: %s handler exited %d" % (app.name, kind, code))
+        if kind == "pre-start":
+            self.event(app, "prestart_done", code)
+        self._maybe_finish()
+
+    # -- policies ----------------------------------------------------------
+
+    def _should_restart(self, app):
+        if app.stop_requested or self.stopping or app.reason in ("ExecFailed",):
+            return False
+        return app.restart == "always" or (app.restart == "on-failure" and app.exit_code != 0)
+
+    def _backoff_delay(self, app):
+        base, cap = self.backoff
+        ran = self.loop_time() - (app.started_mono or 0)
+        app.backoff_streak = 1 if ran >= 600 else app.backoff_streak + 1
+        return min(cap, base * 2 ** (app.backoff_streak - 1))
+
+    def _ended_for_good(self, app):
+        if self.stopping or self.mutable:
+            self._maybe_finish()
+            return
+        failed = app.exit_code != 0
+        if self.policy == ON_ANY or (self.policy == ON_ANY_FAILURE and failed):
+            self.shutdown(app.exit_code)
+        elif all(a.state in ENDED for a in self.apps.values()):
+            self.shutdown(self._first_failure() or 0)
+
+    def _first_failure(self):
+        ended = sorted((a for a in self.apps.values() if a.exit_code),
+                       key=lambda a: a.finished_at or "")
+        return ended[0].exit_code if ended else None
+
+    # -- the pod -----------------------------------------------------------
+
+    def add(self, app):
+        self.apps[app.name] = app
+
+    def start_all(self):
+        for app in list(self.apps.values()):
+            if app.state == WAITING and not self.stopping:
+                self.event(app, "start")
+
+    def shutdown(self, exit_code=None):
+        """Stop every app, ask leftovers to stop, SIGKILL all when grace ends."""
+        if self.exit_code is None and exit_code is not None:
+            self.exit_code = exit_code
+        if self.stopping:
+            return
+        self.stopping = True
+        self.log.debug("stopping the pod")
+        self.on_change()
+        for app in list(self.apps.values()):
+            self.event(app, "stop")
+        if self.grace > 0:
+            self._deadline = self.loop.call_later(self.grace, self._grace_over)
+        self._maybe_finish()
+
+    def _grace_over(self):
+        self.log.debug("grace period over: SIGKILL to everything left")
+        for app in self.apps.values():
+            if app.state == STOPPING:
+                app.killed = True
+                self._signal_app(app, SIGKILL)
+        self._kill_everything(SIGKILL)
+        # SIGKILL cannot be refused; give the kernel a bounded moment to
+        # tear the processes down, then leave whatever is still there.
+        self._deadline = self.loop.call_later(2.0, self._finish)
+
+    def _maybe_finish(self):
+        if not self.stopping or self.done:
+            return
+        if not all(a.ended for a in self.apps.values()) or self.hooks:
+            return
+        if native.has_children():
+            # Every app has ended: what is left are leftovers (daemons,
+            # orphans, children of apps).  Ask them once to stop; the grace
+            # deadline sends SIGKILL.  With --grace 0 nobody waits for them.
+            if not self._swept:
+                self._swept = True
+                self._kill_everything(SIGTERM)
+            if self.grace > 0:
+                return
+        self._finish()
+
+    def _finish(self):
+        if self.done:
+            return
+        self.done = True
+        if self._deadline:
+            self._deadline.cancel()
+        if self.exit_code is None:
+            self.exit_code = self._first_failure() or 0
+        self.on_change()
+        self.loop.stop()
+
+    # -- signals and children ---------------------------------------------
+
+    def _on_signalfd(self):
+        for signo, code, sender in native.read_signals(self.sigfd):
+            if signo == SIGCHLD:
+                self._reap()
+            else:
+                self.log.debug("received %s from pid %d" % (native.signal_name(signo), sender))
+                self.on_signal(signo)
+
+    def on_signal(self, signo):
+        if self.forward_all:
+            for app in self.apps.values():
+                if app.state in (RUNNING, STOPPING):
+                    self._signal_app(app, signo)
+                    if signo in STOP_SIGNALS and app.timer is None and self.grace > 0:
+                        app.timer = self.loop.call_later(self.grace, lambda a=app: self.event(a, "kill"))
+            return
+        if signo in (SIGTERM, SIGINT):
+            self.shutdown()
+            return
+        for app in self.apps.values():
+            if app.state == RUNNING:
+                self._signal_app(app, signo)
+
+    def _reap(self):
+        for pid, status, utime, stime, maxrss in native.reap():
+            app = self.by_pid.get(pid)
+            if app is not None:
+                self.event(app, "exit", status, (utime, stime, maxrss))
+            elif pid in self.hooks:
+                self._hook_exited(pid, status)
+            else:
+                self.log.debug("reaped orphan pid %d" % pid)
+        self._maybe_finish()
+
+    def _signal_app(self, app, sig):
+        targets = [app.pid] if app.pid else []
+        if app.pid and (self.group or sig == SIGKILL):
+            targets.append(-app.pid)
+        native.kill_many(targets, sig)
+
+    def _kill_everything(self, sig):
+        """sig to every process left below the init."""
+        pids = _descendants(os.getpid())
+        if pids is None and self._pid1:
+            # No /proc of our own: kill(-1) reaches every process of the
+            # namespace but the init itself.
+            native.kill_many([-1], sig)
+        elif pids:
+            native.kill_many(pids, sig)
+
+    @staticmethod
+    def loop_time():
+        import time
+        return time.monotonic()
+
+
+def _reason(app, sig):
+    if app.killed and sig == SIGKILL:
+        return "Killed"
+    if app.stop_requested and (sig is not None or app.exit_code == 0 or
+                               app.exit_code == 128 + app.stop_signal):
+        return "Stopped"
+    if sig is not None:
+        return "Signaled"
+    return "Completed" if app.exit_code == 0 else "Error"
+
+
+def _now():
+    import time
+    return time.time()
+
+
+def _descendants(root):
+    """Pids below root, from /proc; None when /proc is not our namespace's."""
+    try:
+        if os.readlink("/proc/self") != str(os.getpid()):
+            return None
+        names = os.listdir("/proc")
+    except OSError:
+        return None
+    children = {}
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name, "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2:].split(None, 2)[1])
+        children.setdefault(ppid, []).append(int(name))
+    out, todo = [], [root]
+    while todo:
+        for pid in children.get(todo.pop(), ()):
+            out.append(pid)
+            todo.append(pid)
+    return out
+
+
+S = Supervisor
+TRANSITIONS = {
+    WAITING:  {"start": S._start, "stop": S._stop_waiting, "kill": S._nothing,
+               "exit": S._nothing, "backoff_done": S._nothing, "prestart_done": S._nothing},
+    STARTING: {"start": S._nothing, "stop": S._stop_hook, "kill": S._nothing,
+               "exit": S._nothing, "backoff_done": S._nothing,
+               "prestart_done": S._prestart_done},
+    RUNNING:  {"start": S._nothing, "stop": S._stop, "kill": S._kill, "exit": S._exited,
+               "backoff_done": S._nothing, "prestart_done": S._nothing},
+    STOPPING: {"start": S._nothing, "stop": S._nothing, "kill": S._kill, "exit": S._exited,
+               "backoff_done": S._nothing, "prestart_done": S._nothing},
+    BACKOFF:  {"start": S._nothing, "stop": S._stop_waiting, "kill": S._nothing,
+               "exit": S._nothing, "backoff_done": S._start, "prestart_done": S._nothing},
+    EXITED:   {"start": S._start, "stop": S._nothing, "kill": S._nothing,
+               "exit": S._nothing, "backoff_done": S._nothing, "prestart_done": S._nothing},
+}
+del S
