@@ -1,0 +1,273 @@
+"""appc pod manifest -> validated, typed app specs.
+
+Everything a pod needs is checked here, before anything starts: a bad
+manifest never leaves some apps started.  Every error names the place as a
+JSON path, e.g. `pod: apps[1].app.exec: must be a non-empty list of
+strings`.  The manifest format is appc 0.8 (SPEC.md, pods.md, aci.md in
+Debian's appc-spec); stage1's own settings are annotations under `stage1/`.
+"""
+import json
+import re
+
+AC_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+AC_IDENTIFIER = re.compile(r"^[a-z0-9]+([-._~/][a-z0-9]+)*$")
+ENV_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+EVENT_HANDLERS = ("pre-start", "post-stop")
+
+
+class ManifestError(ValueError):
+    """One line: where in which document, and what is wrong."""
+
+    def __init__(self, source, path, message):
+        super().__init__("%s: %s: %s" % (source, path, message) if path else
+                         "%s: %s" % (source, message))
+
+
+class AppSpec:
+    """One app of the pod, as the manifest (or its image manifest) says."""
+    __slots__ = ("name", "image", "exec", "user", "group", "supplementary_gids",
+                 "environment", "working_directory", "event_handlers", "isolators",
+                 "mount_points", "mounts", "read_only_rootfs", "annotations", "index")
+
+
+class PodSpec:
+    __slots__ = ("ac_version", "apps", "volumes", "isolators", "annotations")
+
+
+class _Reader:
+    """Typed access to a JSON document, raising ManifestError with the path."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def fail(self, path, message):
+        raise ManifestError(self.source, path, message)
+
+    def obj(self, value, path):
+        if not isinstance(value, dict):
+            self.fail(path, "must be an object")
+        return value
+
+    def required(self, obj, key, path):
+        if key not in obj:
+            self.fail(_join(path, key), "is required")
+        return obj[key]
+
+    def string(self, value, path, pattern=None, what=None):
+        if not isinstance(value, str) or not value:
+            self.fail(path, "must be a non-empty string")
+        if pattern is not None and not pattern.match(value):
+            self.fail(path, "%r is not %s" % (value, what))
+        return value
+
+    def boolean(self, obj, key, path, default=False):
+        value = obj.get(key, default)
+        if not isinstance(value, bool):
+            self.fail(_join(path, key), "must be true or false")
+        return value
+
+    def array(self, obj, key, path):
+        value = obj.get(key, [])
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.fail(_join(path, key), "must be a list")
+        return value
+
+    def argv(self, value, path):
+        if (not isinstance(value, list) or not value or
+                not all(isinstance(a, str) for a in value) or not value[0]):
+            self.fail(path, "must be a non-empty list of strings")
+        return list(value)
+
+    def uint(self, value, path):
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2 ** 32:
+            self.fail(path, "must be an unsigned integer")
+        return value
+
+    def name_value_list(self, obj, key, path, name_pattern, what):
+        """annotations / environment: a list of {name, value}, names unique."""
+        out = {}
+        for i, item in enumerate(self.array(obj, key, path)):
+            where = "%s[%d]" % (_join(path, key), i)
+            self.obj(item, where)
+            name = self.string(self.required(item, "name", where), where + ".name",
+                               name_pattern, what)
+            value = item.get("value", "")
+            if not isinstance(value, str):
+                self.fail(where + ".value", "must be a string")
+            if name in out:
+                self.fail(where + ".name", "duplicate name %r" % name)
+            out[name] = value
+        return out
+
+
+def _join(path, key):
+    return "%s.%s" % (path, key) if path else key
+
+
+def load_json(data, source):
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ManifestError(source, None, "invalid JSON: %s" % err)
+
+
+def parse_pod(data, source="pod", image_apps=None):
+    """Validate a PodManifest (bytes or parsed JSON) into a PodSpec.
+
+    `image_apps(name)` returns (app object, annotations) from the app's
+    image manifest, for apps the pod manifest gives no `app` section."""
+    r = _Reader(source)
+    doc = r.obj(load_json(data, source) if isinstance(data, (bytes, str)) else data, "")
+    if r.required(doc, "acKind", "") != "PodManifest":
+        r.fail("acKind", "must be \"PodManifest\", not %r" % doc["acKind"])
+    pod = PodSpec()
+    pod.ac_version = r.string(r.required(doc, "acVersion", ""), "acVersion")
+    if not re.match(r"^0\.8\.\d+", pod.ac_version):
+        r.fail("acVersion", "%r is not a supported version (0.8.x)" % pod.ac_version)
+    if not isinstance(r.required(doc, "apps", ""), list):
+        r.fail("apps", "must be a list")
+    pod.annotations = r.name_value_list(doc, "annotations", "", AC_IDENTIFIER, "an AC identifier")
+    pod.isolators = parse_isolators(r, doc, "")
+    pod.volumes = parse_volumes(r, doc)
+    pod.apps = []
+    names = set()
+    for i, item in enumerate(doc["apps"]):
+        app = parse_runtime_app(r, item, "apps[%d]" % i, image_apps)
+        if app.name in names:
+            r.fail("apps[%d].name" % i, "duplicate app name %r" % app.name)
+        names.add(app.name)
+        app.index = i
+        pod.apps.append(app)
+    return pod
+
+
+def parse_runtime_app(r, item, path, image_apps=None):
+    """One RuntimeApp: name, image, app (or the image's), mounts, annotations."""
+    r.obj(item, path)
+    app = AppSpec()
+    app.name = r.string(r.required(item, "name", path), path + ".name", AC_NAME, "an AC name")
+    image = r.obj(r.required(item, "image", path), path + ".image")
+    app.image = r.string(r.required(image, "id", path + ".image"), path + ".image.id")
+    app.annotations = r.name_value_list(item, "annotations", path, AC_IDENTIFIER,
+                                        "an AC identifier")
+    app.read_only_rootfs = r.boolean(item, "readOnlyRootFS", path)
+    app.mounts = parse_mounts(r, item, path)
+    body, where, reader = item.get("app"), path + ".app", r
+    if body is None:
+        if image_apps is None:
+            r.fail(where, "is required (no image manifest to take it from)")
+        body, image_annotations, source = image_apps(app.name)
+        reader, where = _Reader(source), "app"
+        for key, value in image_annotations.items():
+            app.annotations.setdefault(key, value)
+    parse_app_body(reader, reader.obj(body, where), where, app)
+    return app
+
+
+def parse_app_body(r, body, path, app):
+    """The `app` object of aci.md: exec, user, group, environment, ..."""
+    app.exec = r.argv(body.get("exec"), path + ".exec")
+    app.user = r.string(r.required(body, "user", path), path + ".user")
+    app.group = r.string(r.required(body, "group", path), path + ".group")
+    key = "supplementaryGIDs" if "supplementaryGIDs" in body else "supplementaryGids"
+    app.supplementary_gids = [r.uint(g, "%s.%s[%d]" % (path, key, i))
+                              for i, g in enumerate(r.array(body, key, path))]
+    app.environment = r.name_value_list(body, "environment", path, ENV_NAME,
+                                        "a variable name (letters, digits, _ . -)")
+    wd = body.get("workingDirectory", "/")
+    if not isinstance(wd, str) or not wd.startswith("/"):
+        r.fail(path + ".workingDirectory", "must be an absolute path")
+    app.working_directory = wd
+    app.event_handlers = {}
+    for i, handler in enumerate(r.array(body, "eventHandlers", path)):
+        where = "%s.eventHandlers[%d]" % (path, i)
+        r.obj(handler, where)
+        name = r.required(handler, "name", where)
+        if name not in EVENT_HANDLERS:
+            r.fail(where + ".name", "must be one of %s" % ", ".join(EVENT_HANDLERS))
+        if name in app.event_handlers:
+            r.fail(where + ".name", "duplicate event handler %r" % name)
+        app.event_handlers[name] = r.argv(handler.get("exec"), where + ".exec")
+    app.isolators = parse_isolators(r, body, path)
+    app.mount_points = []
+    for i, mp in enumerate(r.array(body, "mountPoints", path)):
+        where = "%s.mountPoints[%d]" % (path, i)
+        r.obj(mp, where)
+        name = r.string(r.required(mp, "name", where), where + ".name", AC_NAME, "an AC name")
+        target = r.string(r.required(mp, "path", where), where + ".path")
+        app.mount_points.append((name, target, r.boolean(mp, "readOnly", where)))
+
+
+def parse_isolators(r, obj, path):
+    out = []
+    for i, iso in enumerate(r.array(obj, "isolators", path)):
+        where = "%s[%d]" % (_join(path, "isolators"), i)
+        r.obj(iso, where)
+        name = r.string(r.required(iso, "name", where), where + ".name",
+                        AC_IDENTIFIER, "an AC identifier")
+        out.append((name, iso.get("value"), where))
+    return out
+
+
+def parse_mounts(r, item, path):
+    out = []
+    for i, m in enumerate(r.array(item, "mounts", path)):
+        where = "%s.mounts[%d]" % (path, i)
+        r.obj(m, where)
+        volume = r.string(r.required(m, "volume", where), where + ".volume",
+                          AC_NAME, "an AC name")
+        target = r.string(r.required(m, "path", where), where + ".path")
+        app_volume = m.get("appVolume")
+        if app_volume is not None:
+            app_volume = parse_volume(r, app_volume, where + ".appVolume")
+        out.append((volume, target, app_volume, where))
+    return out
+
+
+def parse_volumes(r, doc):
+    volumes = {}
+    for i, v in enumerate(r.array(doc, "volumes", "")):
+        where = "volumes[%d]" % i
+        vol = parse_volume(r, v, where)
+        if vol["name"] in volumes:
+            r.fail(where + ".name", "duplicate volume name %r" % vol["name"])
+        volumes[vol["name"]] = vol
+    return volumes
+
+
+def parse_volume(r, v, where):
+    r.obj(v, where)
+    vol = {"name": r.string(r.required(v, "name", where), where + ".name", AC_NAME, "an AC name"),
+           "kind": r.required(v, "kind", where), "where": where,
+           "readOnly": r.boolean(v, "readOnly", where)}
+    if vol["kind"] == "host":
+        source = r.string(r.required(v, "source", where), where + ".source")
+        if not source.startswith("/"):
+            r.fail(where + ".source", "must be an absolute path")
+        vol["source"] = source
+        vol["recursive"] = r.boolean(v, "recursive", where, default=True)
+    elif vol["kind"] == "empty":
+        mode = v.get("mode", "0755")
+        if not isinstance(mode, str) or not re.match(r"^0?[0-7]{3,4}$", mode):
+            r.fail(where + ".mode", "must be an octal mode such as \"0755\"")
+        vol["mode"] = int(mode, 8)
+        vol["uid"] = r.uint(v.get("uid", 0), where + ".uid")
+        vol["gid"] = r.uint(v.get("gid", 0), where + ".gid")
+    else:
+        r.fail(where + ".kind", "must be \"host\" or \"empty\", not %r" % (vol["kind"],))
+    return vol
+
+
+def parse_image_manifest(data, source):
+    """(app object, annotations) of an ImageManifest."""
+    r = _Reader(source)
+    doc = r.obj(load_json(data, source), "")
+    if doc.get("acKind") != "ImageManifest":
+        r.fail("acKind", "must be \"ImageManifest\"")
+    annotations = r.name_value_list(doc, "annotations", "", AC_IDENTIFIER, "an AC identifier")
+    app = doc.get("app")
+    if app is None:
+        r.fail("app", "is required: the pod manifest gives no app section either")
+    return app, annotations, source

@@ -1,0 +1,97 @@
+"""The pod directory, in rkt's layout: paths, the pid file, the lock fd.
+
+    POD/pod                          the PodManifest
+    POD/pid, POD/ppid                the init's PID (and its parent's) as the caller sees it
+    POD/pod-status.json              pod state, exit code, times
+    POD/stage1/rootfs                the stage1 root when it exists, else POD itself
+    <stage1 root>/opt/stage2/<app>/  the app's image: manifest and rootfs
+    <stage1 root>/rkt/status/<app>   rkt's exit status files (and <app>.json)
+"""
+import os
+
+from stage1 import status
+
+
+class PodError(Exception):
+    """A pod-level failure: one line, exit 254."""
+
+
+class PodDir:
+    def __init__(self, path):
+        self.path = os.path.abspath(path)
+        root = os.path.join(self.path, "stage1", "rootfs")
+        self.stage1_root = root if os.path.isdir(root) else self.path
+        self.manifest_path = os.path.join(self.path, "pod")
+        self.pid_path = os.path.join(self.path, "pid")
+        self.ppid_path = os.path.join(self.path, "ppid")
+        self.status_path = os.path.join(self.path, "pod-status.json")
+        self.status_dir = os.path.join(self.stage1_root, "rkt", "status")
+
+    def app_dir(self, name):
+        return os.path.join(self.stage1_root, "opt", "stage2", name)
+
+    def app_root(self, name):
+        return os.path.join(self.app_dir(name), "rootfs")
+
+    def read_manifest(self):
+        try:
+            with open(self.manifest_path, "rb") as f:
+                return f.read()
+        except OSError as err:
+            raise PodError("unable to read the pod manifest %s: %s"
+                           % (self.manifest_path, err.strerror))
+
+    def image_app(self, name):
+        """(app object, annotations, source) from the app's image manifest."""
+        from stage1 import manifest
+        path = os.path.join(self.app_dir(name), "manifest")
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as err:
+            raise PodError("app %s has no app section and its image manifest %s "
+                           "cannot be read: %s" % (name, path, err.strerror))
+        return manifest.parse_image_manifest(data, path)
+
+    def write_pids(self, pid, ppid):
+        status.write_atomic(self.pid_path, b"%d\n" % pid)
+        status.write_atomic(self.ppid_path, b"%d\n" % ppid)
+
+    def read_pid(self):
+        try:
+            with open(self.pid_path, "rb") as f:
+                return int(f.read().strip())
+        except (OSError, ValueError) as err:
+            raise PodError("no running init recorded in %s: %s" % (
+                self.pid_path, getattr(err, "strerror", None) or err))
+
+    def read_status(self):
+        """(pod status dict or {}, [app status dicts]) from the files alone."""
+        try:
+            pod = status.read_json(self.status_path)
+        except (OSError, ValueError):
+            pod = {}
+        apps = []
+        names = pod.get("apps") or _json_names(self.status_dir)
+        for name in names:
+            try:
+                apps.append(status.read_json(os.path.join(self.status_dir, name + ".json")))
+            except (OSError, ValueError):
+                apps.append({"name": name, "state": "waiting"})
+        return pod, apps
+
+
+def _json_names(directory):
+    try:
+        return sorted(n[:-5] for n in os.listdir(directory)
+                      if n.endswith(".json") and ".tmp" not in n)
+    except OSError:
+        return []
+
+
+def find(arg):
+    """rkt runs its stage1 with cwd in the pod and the UUID last: a
+    positional that names an existing directory is the pod, else cwd is."""
+    if arg and os.path.isdir(arg):
+        return PodDir(arg)
+    return PodDir(os.getcwd())

@@ -1,0 +1,148 @@
+"""Pod commands: run, status, stop, ps.  Options and output only; the work
+is in podmode.py (the init), pod.py (the directory) and status.py."""
+import os
+import sys
+
+from stage1.cli import UsageError, parse, seconds
+
+EXIT_FAILURE = 254
+
+# Every flag of rkt's stage1 run interface (v1-v5).  Those stage1 does not
+# act on yet are accepted and named in the debug log.
+RKT_RUN_FLAGS = ("--net", "--mds-token", "--local-config", "--private-users", "--hostname",
+                 "--dns", "--dns-search", "--dns-opt", "--dns-domain", "--hosts-entry",
+                 "--ipc", "--disable-capabilities-restriction", "--disable-paths",
+                 "--disable-seccomp", "--set-env", "--set-env-file", "--insecure-options")
+
+RUN_OPTIONS = {
+    "--grace": ("grace", True), "-v": ("verbose", False), "--verbose": ("verbose", False),
+    "--debug": ("verbose", False), "--interactive": ("interactive", False),
+    "--mutable": ("mutable", False), "-h": ("help", False), "--help": ("help", False),
+}
+
+
+def _split_rkt_flags(args):
+    """rkt's flags come as --flag=value (or bare); set them aside."""
+    rest, flags = [], {}
+    for arg in args:
+        key, eq, value = arg.partition("=")
+        if key in RKT_RUN_FLAGS:
+            flags[key] = value if eq else True
+        else:
+            rest.append(arg)
+    return rest, flags
+
+
+def cmd_run(args):
+    from stage1 import pod, podmode
+    args, flags = _split_rkt_flags(args)
+    opts, positionals = parse(args, RUN_OPTIONS)
+    if opts.get("help"):
+        sys.stdout.write("usage: stage1 run [--grace S] [-v] [rkt run flags] [POD | UUID]\n")
+        return 0
+    if len(positionals) > 1:
+        raise UsageError("run takes one pod directory or UUID, not %d" % len(positionals), "run")
+    grace = seconds(opts["grace"], "--grace") if "grace" in opts else None
+    options = podmode.Options(grace=grace, verbose=bool(opts.get("verbose")),
+                              interactive=bool(opts.get("interactive")),
+                              mutable=bool(opts.get("mutable")), flags=flags)
+    return podmode.run(pod.find(positionals[0] if positionals else None), options)
+
+
+def _pod_arg(positionals, command):
+    from stage1 import pod
+    if len(positionals) > 1:
+        raise UsageError("%s takes one pod directory or UUID" % command, command)
+    return pod.find(positionals[0] if positionals else None)
+
+
+def cmd_stop(args):
+    from stage1 import pod
+    opts, positionals = parse(args, {"--force": ("force", False), "-f": ("force", False)})
+    poddir = _pod_arg(positionals, "stop")
+    try:
+        pid = poddir.read_pid()
+        os.kill(pid, 9 if opts.get("force") else 15)
+    except pod.PodError as err:
+        sys.stderr.write("stage1: %s\n" % err)
+        return EXIT_FAILURE
+    except ProcessLookupError:
+        sys.stderr.write("stage1: the pod's init (pid %d) is not running\n" % pid)
+        return EXIT_FAILURE
+    return 0
+
+
+def _exit_text(app):
+    if app.get("signal"):
+        return app["signal"]
+    code = app.get("exitCode")
+    return "" if code is None else str(code)
+
+
+def _time_text(text):
+    return (text or "")[:19].replace("T", " ")
+
+
+def cmd_status(args):
+    opts, positionals = parse(args, {"--json": ("json", False),
+                                     "--wait-ready": ("wait_ready", False),
+                                     "--timeout": ("timeout", True)})
+    poddir = _pod_arg(positionals, "status")
+    pod_doc, apps = poddir.read_status()
+    if not pod_doc and not apps:
+        sys.stderr.write("stage1: no status in %s: the pod has not run\n" % poddir.path)
+        return EXIT_FAILURE
+    if opts.get("json"):
+        import json
+        sys.stdout.write(json.dumps({"pod": pod_doc, "apps": apps}, indent=2) + "\n")
+        return 0
+    code = pod_doc.get("exitCode")
+    out = ["pod %s: %s%s" % (poddir.path, pod_doc.get("state", "unknown"),
+                             "" if code is None else " (exit code %d)" % code)]
+    rows = [("APP", "STATE", "PID", "EXIT", "RESTARTS", "STARTED", "FINISHED", "REASON")]
+    for app in apps:
+        rows.append((app.get("name", "?"), app.get("state", "?"),
+                     str(app.get("pid") or ""), _exit_text(app),
+                     str(app.get("restartCount") or 0), _time_text(app.get("startedAt")),
+                     _time_text(app.get("finishedAt")), app.get("reason") or ""))
+    out.extend(_table(rows))
+    sys.stdout.write("\n".join(out) + "\n")
+    return 0
+
+
+def _table(rows):
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+
+
+def cmd_ps(args):
+    from stage1 import pod, procs
+    _, positionals = parse(args, {})
+    poddir = _pod_arg(positionals, "ps")
+    try:
+        init_pid = poddir.read_pid()
+    except pod.PodError as err:
+        sys.stderr.write("stage1: %s\n" % err)
+        return EXIT_FAILURE
+    _, apps = poddir.read_status()
+    groups = procs.pod_tree(init_pid, apps)
+    if groups is None:
+        sys.stderr.write("stage1: the pod's init (pid %d) is not running\n" % init_pid)
+        return EXIT_FAILURE
+    rows = [("APP", "PID", "STATE", "CPU%", "RSS", "COMMAND")]
+    for name, processes in groups:
+        for p in processes:
+            rows.append((name, str(p["pid"]), p["status"], "%.1f" % p["cpu"],
+                         _size(p["rss"]), p["cmd"]))
+    sys.stdout.write("\n".join(_table(rows)) + "\n")
+    return 0
+
+
+def _size(n):
+    for unit in ("B", "K", "M", "G"):
+        if n < 1024 or unit == "G":
+            return "%d%s" % (n, unit) if unit == "B" else "%.1f%s" % (n, unit)
+        n /= 1024.0
+
+
+COMMANDS = {"run": cmd_run, "stop": cmd_stop, "status": cmd_status, "ps": cmd_ps}
