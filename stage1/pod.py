@@ -1,7 +1,7 @@
 """The pod directory, in rkt's layout: paths, the pid file, the lock fd.
 
     POD/pod                          the PodManifest
-    POD/pid, POD/ppid                the init's PID (and its parent's) as the caller sees it
+    POD/pid, POD/ppid                the init's PID (and its parent's) in its own PID namespace
     POD/pod-status.json              pod state, exit code, times
     POD/stage1/rootfs                the stage1 root when it exists, else POD itself
     <stage1 root>/opt/stage2/<app>/  the app's image: manifest and rootfs
@@ -65,6 +65,32 @@ class PodDir:
             raise PodError("no running init recorded in %s: %s" % (
                 self.pid_path, getattr(err, "strerror", None) or err))
 
+    @property
+    def init_title(self):
+        """What the init calls itself (init.set_title), in /proc/PID/cmdline."""
+        return "stage1 run: %s" % os.path.basename(self.path)
+
+    def find_init(self):
+        """The pid, in our PID namespace, of this pod's running init.
+
+        POD/pid holds the pid the init has in its own namespace: 1 when it
+        runs as PID 1 of a fresh one, where it cannot learn the pid its
+        parent sees.  So the recorded pid is never signalled blindly (from
+        the host, 1 is the host's init): it is the pod's init only if /proc
+        shows the init's title there, else the init is the one process with
+        that title whose innermost NSpid is the recorded pid."""
+        pid = self.read_pid()
+        title = self.init_title.encode()
+        if _is_init(pid, pid, title):
+            return pid
+        found = [int(n) for n in _proc_pids() if _is_init(int(n), pid, title)]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise PodError("%d processes are inits of a pod named %s: give its init "
+                           "a unique directory name" % (len(found), os.path.basename(self.path)))
+        raise PodError("the pod's init (pid %d in %s) is not running" % (pid, self.pid_path))
+
     def read_status(self):
         """(pod status dict or {}, [app status dicts]) from the files alone."""
         try:
@@ -87,6 +113,28 @@ def _json_names(directory):
                       if n.endswith(".json") and ".tmp" not in n)
     except OSError:
         return []
+
+
+def _proc_pids():
+    try:
+        return [n for n in os.listdir("/proc") if n.isdigit()]
+    except OSError:
+        return []
+
+
+def _is_init(host_pid, ns_pid, title):
+    """Is host_pid a stage1 init called title, with pid ns_pid in its namespace?"""
+    try:
+        with open("/proc/%d/cmdline" % host_pid, "rb") as f:
+            if f.read().split(b"\0", 1)[0] != title:
+                return False
+        with open("/proc/%d/status" % host_pid, "rb") as f:
+            for line in f:
+                if line.startswith(b"NSpid:"):
+                    return int(line.split()[-1]) == ns_pid
+    except (OSError, ValueError):
+        pass
+    return False
 
 
 def find(arg):

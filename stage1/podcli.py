@@ -61,8 +61,11 @@ def cmd_stop(args):
     opts, positionals = parse(args, {"--force": ("force", False), "-f": ("force", False)})
     poddir = _pod_arg(positionals, "stop")
     try:
-        pid = poddir.read_pid()
-        os.kill(pid, 9 if opts.get("force") else 15)
+        pid = poddir.find_init()
+        if opts.get("force"):
+            _kill_pod(pid)
+        else:
+            os.kill(pid, 15)
     except pod.PodError as err:
         sys.stderr.write("stage1: %s\n" % err)
         return EXIT_FAILURE
@@ -70,6 +73,30 @@ def cmd_stop(args):
         sys.stderr.write("stage1: the pod's init (pid %d) is not running\n" % pid)
         return EXIT_FAILURE
     return 0
+
+
+def _kill_pod(init_pid):
+    """--force: SIGKILL the init and every process below it.  The init is
+    stopped first, so that it restarts nothing and the orphans of what we
+    kill stay below it (a dead subreaper's orphans go to the host's init)."""
+    import psutil
+    os.kill(init_pid, 19)                  # SIGSTOP
+    for _ in range(1000):
+        try:
+            alive = [p for p in psutil.Process(init_pid).children(recursive=True)
+                     if p.status() != psutil.STATUS_ZOMBIE]
+        except psutil.NoSuchProcess:
+            break                           # a namespace init takes its pod along
+        except psutil.Error:
+            continue                        # one of them ended while we looked
+        if not alive:
+            break
+        for p in alive:
+            try:
+                os.kill(p.pid, 9)
+            except ProcessLookupError:
+                pass
+    os.kill(init_pid, 9)
 
 
 def _exit_text(app):
@@ -120,7 +147,7 @@ def cmd_ps(args):
     _, positionals = parse(args, {})
     poddir = _pod_arg(positionals, "ps")
     try:
-        init_pid = poddir.read_pid()
+        init_pid = poddir.find_init()
     except pod.PodError as err:
         sys.stderr.write("stage1: %s\n" % err)
         return EXIT_FAILURE
