@@ -6,6 +6,13 @@
  * Fault signals (SEGV, BUS, FPE, ILL, TRAP, SYS) are blocked too: sent with
  * kill(2) they are forwarded like any other.  A real fault of the init is a
  * synchronous signal, which the kernel delivers whatever the mask says.
+ *
+ * Signals 32 and 33 are glibc's own (thread cancellation, setxid): its
+ * sigfillset leaves them out and its sigprocmask refuses to block them, so
+ * a `kill -32` would end the init with their default action.  The mask is
+ * set with the raw system call instead; the init has one thread and never
+ * cancels or runs setxid across threads, and the spawn path's glibc
+ * sigprocmask unblocks them again for apps.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -13,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 
 #include "stage1.h"
 
@@ -27,8 +35,11 @@ int s1_signals_take(uint64_t *mask_out, uint64_t *ign_out)
 
     *mask_out = 0;
     *ign_out = 0;
-    sigfillset(&all);
-    if (sigprocmask(SIG_SETMASK, &all, &old) < 0)
+    /* Every signal, 32 and 33 included (see above); the kernel ignores the
+     * bits of SIGKILL and SIGSTOP. */
+    memset(&all, 0xff, sizeof all);
+    sigemptyset(&old);
+    if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, _NSIG / 8) < 0)
         return -errno;
     for (sig = 1; sig <= 64; sig++) {
         if (sigismember(&old, sig) == 1)

@@ -26,7 +26,7 @@ def run(command, *, name, grace, group, status_dir, pdeathsig, verbose):
     if status_dir:
         from stage1.status import StatusWriter
         status = StatusWriter(status_dir, log.warn)
-    env = list(_environ())
+    env = _environ()
     launch = spawn.Launch(command, env, path=os.environ.get("PATH", spawn.DEFAULT_PATH))
     loop = Loop()
     sup = Supervisor(loop, sigfd, signals, log, grace=grace, policy=ON_ANY,
@@ -44,5 +44,15 @@ def run(command, *, name, grace, group, status_dir, pdeathsig, verbose):
 
 
 def _environ():
-    for key, value in os.environb.items():
-        yield key + b"=" + value
+    """The environment exactly as the caller gave it.
+
+    Read from /proc/self/environ, not os.environ: when the locale is C or
+    POSIX the interpreter adds LC_CTYPE=C.UTF-8 to its own environment
+    before any of our code runs (PEP 538), and the app must not inherit it.
+    Without /proc, os.environ is the best there is."""
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            block = f.read()
+    except OSError:
+        return [key + b"=" + value for key, value in os.environb.items()]
+    return block.split(b"\0")[:-1]

@@ -28,13 +28,34 @@ def become_init(pdeathsig=None):
 
 
 def set_title(title):
-    """What `ps axf` shows for the init."""
+    """What `ps axf` and /proc/PID/cmdline show for the init (and, cut to 15
+    bytes, what top and /proc/PID/comm show).
+
+    The title overwrites the argument strings in place: their bounds come
+    from /proc/self/stat (arg_start, arg_end) and the bytes go through
+    /proc/self/mem.  python-prctl's set_proctitle was given up: it finds argv
+    by walking back from environ[0] and dereferences NULL when that fails,
+    which it does with an empty environment or 8 KiB of arguments (SIGSEGV).
+    """
+    import _prctl
     try:
-        import _prctl
-        _prctl.set_proctitle(title)
-        _prctl.prctl(_prctl.PR_SET_NAME, title[:15])  # what top and /proc/PID/comm show
+        _prctl.prctl(_prctl.PR_SET_NAME, title[:15])
     except (OSError, ValueError):
         pass
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rpartition(b")")[2].split()
+        start, end = int(fields[45]), int(fields[46])    # fields 48 and 49
+        if end - start < 2:
+            return
+        data = title.encode(errors="replace")[:end - start - 1]
+        fd = os.open("/proc/self/mem", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.pwrite(fd, data.ljust(end - start, b"\0"), start)
+        finally:
+            os.close(fd)
+    except (OSError, ValueError, IndexError):
+        pass    # no /proc: the title stays as it was
 
 
 def terminal_fd():
