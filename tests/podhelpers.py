@@ -124,8 +124,9 @@ class Pod:
             return default
 
     def wait_file(self, name, timeout=DEADLINE):
-        return wait_for(lambda: os.path.exists(self.file(name)) and self.read(name),
-                        timeout, "file %s" % name)
+        """Wait until the file exists; its contents."""
+        wait_for(lambda: os.path.exists(self.file(name)), timeout, "file %s" % name)
+        return self.read(name)
 
 
 def _json_or_none(path):
