@@ -12,7 +12,7 @@ import os
 from stage1 import status
 
 
-class PodError(Exception):
+class PodError(ValueError):
     """A pod-level failure: one line, exit 254."""
 
 

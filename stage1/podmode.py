@@ -17,7 +17,14 @@ from stage1.supervisor import (App, Log, Supervisor, EXIT_POLICIES, ON_ANY_FAILU
 EXIT_FAILURE = 254
 POD_ANNOTATIONS = ("stage1/exit-policy", "stage1/restart-backoff",
                    "stage1/restart-backoff-max", "stage1/stop-timeout")
-APP_ANNOTATIONS = ("stage1/restart-policy", "stage1/stop-signal")
+APP_ANNOTATIONS = ("stage1/restart-policy", "stage1/stop-signal", "stage1/stop-timeout",
+                   "stage1/notify", "stage1/after", "stage1/init", "stage1/log",
+                   "stage1/log-max-bytes", "stage1/log-keep")
+LOG_MODES = ("inherit", "prefix", "file", "null")
+# rkt's attach annotations (coreos.com/rkt/stage2/stdout) in stage1's terms.
+RKT_LOG_MODES = {"null": "null", "log": "file", "stream": "prefix", "tty": "inherit",
+                 "interactive": "inherit"}
+NOTIFY_SOCKET_NAME = "notify.sock"
 
 
 class Options:
@@ -116,12 +123,72 @@ def plan_app(spec, poddir, stdin_fd):
                             cwd=spec.working_directory, uid=uid, gid=gid, groups=groups,
                             fd_map=[stdin_fd, 1, 2], close_fds=True)
 
+    features = app_features(spec, at)
+    if features["notify"] == "systemd":
+        env["NOTIFY_SOCKET"] = os.path.join(poddir.path, NOTIFY_SOCKET_NAME)
     app = App(spec.name, launch(spec.exec), restart=restart, stop_signal=stop_signal,
               pre_start=spec.event_handlers.get("pre-start"),
-              post_stop=spec.event_handlers.get("post-stop"), annotations=spec.annotations)
+              post_stop=spec.event_handlers.get("post-stop"), annotations=spec.annotations,
+              grace=features["grace"], after=features["after"], is_init=features["init"],
+              notify=features["notify"])
+    app.log_mode = features["log"]
+    app.log_limits = features["log_limits"]
     app.spec = spec
     app.make_launch = launch
     return app
+
+
+def _int(value, where, low, high):
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise manifest.ManifestError("pod", where, "must be a whole number from %d to %d, not %r"
+                                     % (low, high, value))
+    return int(value)
+
+
+def app_features(spec, at):
+    """Readiness, order, logs and grace from the app's annotations."""
+    a = spec.annotations
+    notify = a.get("stage1/notify")
+    if notify is None and a.get("appc.io/executor/supports-systemd-notify") == "true":
+        notify = "systemd"
+    if notify is not None and notify != "systemd":
+        if not notify.startswith("fd:"):
+            raise manifest.ManifestError("pod", at("stage1/notify"),
+                                         "must be \"systemd\" or \"fd:N\", not %r" % notify)
+        notify = _int(notify[3:], at("stage1/notify"), 3, 63)
+    after = [n.strip() for n in a.get("stage1/after", "").split(",") if n.strip()]
+    init = a.get("stage1/init", "false")
+    if init not in ("true", "false"):
+        raise manifest.ManifestError("pod", at("stage1/init"), "must be true or false, not %r" % init)
+    log = a.get("stage1/log")
+    if log is None:
+        log = RKT_LOG_MODES.get(a.get("coreos.com/rkt/stage2/stdout", "tty"), "inherit")
+    if log not in LOG_MODES:
+        raise manifest.ManifestError("pod", at("stage1/log"), "must be one of %s, not %r"
+                                     % (", ".join(LOG_MODES), log))
+    limits = (_int(a.get("stage1/log-max-bytes", str(10 << 20)), at("stage1/log-max-bytes"),
+                   1024, 1 << 40),
+              _int(a.get("stage1/log-keep", "3"), at("stage1/log-keep"), 0, 100))
+    grace = None
+    if "stage1/stop-timeout" in a:
+        grace = _seconds(a["stage1/stop-timeout"], at("stage1/stop-timeout"))
+    return {"notify": notify, "after": after, "init": init == "true", "log": log,
+            "log_limits": limits, "grace": grace}
+
+
+def check_order(apps, known=()):
+    """Every `stage1/after` name exists and there is no cycle."""
+    from stage1 import order
+    names = {a.name for a in apps} | set(known)
+    for app in apps:
+        for dep in app.after:
+            if dep not in names:
+                raise manifest.ManifestError("pod", 'apps[%d].annotations["stage1/after"]'
+                                             % app.spec.index, "no app named %r" % dep)
+    cycle = order.find_cycle({a.name: a.after for a in apps})
+    if cycle:
+        raise manifest.ManifestError("pod", "annotations", "stage1/after makes a cycle: %s"
+                                     % " -> ".join(cycle))
 
 
 def plan(poddir, opts, stdin_fd):
@@ -131,6 +198,8 @@ def plan(poddir, opts, stdin_fd):
         raise manifest.ManifestError("pod", "apps", "the pod has no apps")
     policy, backoff, grace = pod_settings(pod, opts)
     apps = [plan_app(spec, poddir, stdin_fd) for spec in pod.apps]
+    check_order(apps)
+    opts.mutable = opts.mutable or pod.annotations.get("coreos.com/rkt/stage1/mutable") == "true"
     unapplied = [(name, where) for name, _, where in pod.isolators]
     for spec in pod.apps:
         unapplied.extend((name, where) for name, _, where in spec.isolators)
@@ -138,7 +207,9 @@ def plan(poddir, opts, stdin_fd):
             unapplied.append(("mounts", "apps[%d].mounts" % spec.index))
         if spec.read_only_rootfs:
             unapplied.append(("readOnlyRootFS", "apps[%d].readOnlyRootFS" % spec.index))
-    return Plan(pod, apps, policy, backoff, grace, unapplied)
+    the_plan = Plan(pod, apps, policy, backoff, grace, unapplied)
+    the_plan.stdin_fd = stdin_fd
+    return the_plan
 
 
 def report_unapplied(plan, log):
@@ -211,6 +282,7 @@ def run(poddir, opts):
 
 
 def supervise(the_plan, poddir, opts, log, sigfd, signals):
+    from stage1.runtime import LivePod
     loop = Loop()
     status = StatusWriter(poddir.status_dir, log.warn)
     sup = Supervisor(loop, sigfd, signals, log, grace=the_plan.grace, policy=the_plan.policy,
@@ -220,6 +292,9 @@ def supervise(the_plan, poddir, opts, log, sigfd, signals):
                      hook_launch=lambda app, argv: app.make_launch(argv))
     sup.mutable = opts.mutable
     sup.on_change = PodStatus(poddir, sup, log)
+    live = LivePod(poddir, loop, sup, log,
+                   lambda name, runtime_app: add_app(poddir, sup, name, runtime_app,
+                                                     the_plan.stdin_fd))
     for app in the_plan.apps:
         sup.add(app)
         status.app(app)
@@ -227,4 +302,25 @@ def supervise(the_plan, poddir, opts, log, sigfd, signals):
     sup.start_all()
     if not sup.done:
         loop.run()
+    live.close()
     return sup.exit_code
+
+
+def add_app(poddir, sup, name, runtime_app, stdin_fd):
+    """stage1 app add: the app from POD/pod (rewritten by whoever adds it) or
+    from one RuntimeApp given with the request; validated like the pod."""
+    if runtime_app is None:
+        pod = manifest.parse_pod(poddir.read_manifest(), "pod", image_apps=poddir.image_app)
+        specs = [a for a in pod.apps if a.name == name]
+        if not specs:
+            raise PodError("no app %r in %s" % (name, poddir.manifest_path))
+        spec = specs[0]
+    else:
+        reader = manifest._Reader("runtimeApp")
+        spec = manifest.parse_runtime_app(reader, runtime_app, "", poddir.image_app)
+        if spec.name != name:
+            raise PodError("runtimeApp: name: %r does not match --app %r" % (spec.name, name))
+        spec.index = len(sup.apps)
+    app = plan_app(spec, poddir, stdin_fd)
+    check_order([app], known=sup.apps)
+    return app

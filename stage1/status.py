@@ -52,6 +52,8 @@ def app_record(app):
         "name": app.name,
         "state": app.state,
         "ready": app.ready,
+        "statusText": app.status_text,
+        "stopping": app.notify_stopping,
         "pid": app.pid,
         "exitCode": app.exit_code,
         "signal": app.signal_name,

@@ -13,7 +13,7 @@ other signals to every running app.
 """
 import os
 
-from stage1 import native, spawn
+from stage1 import native, order, spawn
 
 SIGKILL, SIGTERM, SIGINT, SIGQUIT, SIGCHLD = 9, 15, 2, 3, 17
 STOP_SIGNALS = (SIGTERM, SIGINT, SIGQUIT)
@@ -52,8 +52,15 @@ class App:
     """One app and its last run.  `launch` is a spawn.Launch."""
 
     def __init__(self, name, launch, restart="never", stop_signal=SIGTERM,
-                 pre_start=None, post_stop=None, grace=None, annotations=None):
+                 pre_start=None, post_stop=None, grace=None, annotations=None,
+                 after=(), is_init=False, notify=None):
         self.name = name
+        self.after = list(after)          # start once these are ready
+        self.is_init = is_init            # run to completion before the others
+        self.notify = notify              # None (ready once started), "systemd" or an fd number
+        self.status_text = None           # sd_notify STATUS=
+        self.notify_stopping = False      # sd_notify STOPPING=1
+        self.remove_when_ended = False
         self.launch = launch
         self.restart = restart
         self.stop_signal = stop_signal
@@ -99,14 +106,21 @@ class Supervisor:
         self.status = status
         self.backoff = backoff
         self.on_change = on_change or (lambda: None)
+        self.on_event = lambda kind, app, fields: None
+        self.on_ready = lambda: None      # every app ready (rkt's supervisor-status)
+        self.prepare = lambda app: {}     # extra spawn options per start (notify fds, logs)
+        self.spawned = lambda app, ok: None   # after each spawn, whether it worked
         self.hook_launch = hook_launch or (lambda app, argv: None)
+        self.waiters = []
         self.apps = {}
         self.by_pid = {}
         self.hooks = {}
         self.exit_code = None
+        self.running = False
         self.stopping = False
         self.done = False
         self.mutable = False
+        self.pod_ready = False
         self._deadline = None
         self._swept = False
         self._pid1 = os.getpid() == 1
@@ -145,23 +159,32 @@ class Supervisor:
     def _exec(self, app):
         try:
             app.pid = spawn.start(app.launch, self.signals, pgid_mode=self.pgid_mode,
-                                  tty_fd=self.tty_fd)
+                                  tty_fd=self.tty_fd, **self.prepare(app))
         except native.SpawnError as err:
+            self.spawned(app, False)
             code = spawn.spawn_exit_code(err)
             self.log.warn("%s: %s" % (app.name, err))
-            self._finish_failed(app, 254 if code is None else code, "ExecFailed", str(err))
+            self._finish_failed(app, 254 if code is None else code,
+                                "StartError" if code is None else "ExecFailed", str(err))
             return
         app.started_at = _now()
         app.started_mono = self.loop_time()
         app.exit_code = app.signal_name = app.reason = app.message = None
         app.finished_at = None
         app.rusage = (None, None, None)
+        app.status_text = None
+        app.notify_stopping = False
         self.by_pid[app.pid] = app
         self.log.debug("%s: started pid %d" % (app.name, app.pid))
+        self.spawned(app, True)
         self._set(app, RUNNING)
+        self._emit("started", app, pid=app.pid)
+        if app.notify is None:
+            self.mark_ready(app)
 
     def _finish_failed(self, app, code, reason, message):
         app.pid = None
+        app.ready = False
         app.exit_code = code
         app.signal_name = None
         app.reason, app.message = reason, message
@@ -171,6 +194,7 @@ class Supervisor:
 
     def _exited(self, app, status, rusage):
         del self.by_pid[app.pid]
+        app.ready = False
         app.exit_code = spawn.exit_code(status)
         sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
         app.signal_name = native.signal_name(sig) if sig else None
@@ -186,12 +210,15 @@ class Supervisor:
 
     def _after_exit(self, app):
         """Back off and restart, or end for good; post-stop runs either way."""
+        self._emit("exited", app, exitCode=app.exit_code, signal=app.signal_name,
+                   reason=app.reason, message=app.message)
         if self._should_restart(app):
             delay = self._backoff_delay(app)
             app.restart_count += 1
             app.timer = self.loop.call_later(delay, lambda: self.event(app, "backoff_done"))
             self.log.debug("%s: restarting in %.3gs" % (app.name, delay))
             self._set(app, BACKOFF)
+            self._emit("restarting", app, delay=delay, restartCount=app.restart_count)
         else:
             self._set(app, EXITED)
         if app.post_stop:
@@ -201,6 +228,7 @@ class Supervisor:
 
     def _stop(self, app, *args):
         app.stop_requested = True
+        self._emit("stopping", app, signal=native.signal_name(app.stop_signal))
         self._signal_app(app, app.stop_signal)
         grace = self.grace if app.grace is None else app.grace
         if grace > 0:
@@ -233,6 +261,66 @@ class Supervisor:
         if self.status is not None:
             self.status.app(app)
         self.on_change()
+        self._wake_waiters()
+
+    def when(self, predicate, callback):
+        """Call callback() once predicate() holds, checked after every transition."""
+        if predicate():
+            callback()
+        else:
+            self.waiters.append((predicate, callback))
+
+    def _wake_waiters(self):
+        if not self.waiters:
+            return
+        due = [w for w in self.waiters if w[0]()]
+        if due:
+            self.waiters = [w for w in self.waiters if w not in due]
+            for _, callback in due:
+                callback()
+
+    def status_changed(self, app):
+        """Something reported of a running app changed (sd_notify STATUS=)."""
+        if self.status is not None:
+            self.status.app(app)
+
+    def _emit(self, kind, app, **fields):
+        self.on_event(kind, app, fields)
+
+    # -- readiness and order -----------------------------------------------
+
+    def mark_ready(self, app):
+        if app.ready or app.state != RUNNING:
+            return
+        app.ready = True
+        if self.status is not None:
+            self.status.app(app)
+        self._emit("ready", app)
+        self._wake_waiters()
+        self._start_eligible()
+        self._check_pod_ready()
+
+    def _check_pod_ready(self):
+        if self.pod_ready or self.stopping:
+            return
+        if all(a.ready or (a.is_init and a.exit_code == 0 and a.state == EXITED)
+               for a in self.apps.values()):
+            self.pod_ready = True
+            self.on_ready()
+
+    def _start_eligible(self):
+        """Start what may start now: init apps one by one, then the rest by `after`."""
+        if self.stopping or not self.running:
+            return
+        app, inits_done = order.next_init(self.apps)
+        if app is not None:
+            if app.state == WAITING and not app.stop_requested:
+                self.event(app, "start")
+            return
+        for app in list(self.apps.values()):
+            if (app.state == WAITING and not app.is_init and not app.stop_requested
+                    and order.may_start(app, self.apps)):
+                self.event(app, "start")
 
     # -- hooks -------------------------------------------------------------
 
@@ -255,6 +343,8 @@ class Supervisor:
         self.log.debug("%s: %s handler exited %d" % (app.name, kind, code))
         if kind == "pre-start":
             self.event(app, "prestart_done", code)
+        if self.stopping:
+            self._stop_eligible()
         self._maybe_finish()
 
     # -- policies ----------------------------------------------------------
@@ -271,17 +361,34 @@ class Supervisor:
         return min(cap, base * 2 ** (app.backoff_streak - 1))
 
     def _ended_for_good(self, app):
-        if self.stopping or self.mutable:
+        if app.remove_when_ended:
+            self.loop.call_later(0, lambda: self._remove(app))
+        if self.stopping:
+            self._stop_eligible()
             self._maybe_finish()
             return
         failed = app.exit_code != 0
-        if self.policy == ON_ANY or (self.policy == ON_ANY_FAILURE and failed):
+        if app.is_init:
+            if failed:
+                self.log.warn("init app %s failed with %d: the pod fails" % (app.name, app.exit_code))
+                self.shutdown(app.exit_code)
+            else:
+                self._start_eligible()
+                self._check_pod_ready()
+            return
+        if self.mutable:
+            return     # a mutable pod lives on until it is stopped
+        # An app stopped on request does not trigger the policy, but it
+        # counts among the ended ones.
+        triggers = self.policy == ON_ANY or (self.policy == ON_ANY_FAILURE and failed)
+        if triggers and not app.stop_requested:
             self.shutdown(app.exit_code)
         elif all(a.state in ENDED for a in self.apps.values()):
             self.shutdown(self._first_failure() or 0)
 
     def _first_failure(self):
-        ended = sorted((a for a in self.apps.values() if a.exit_code),
+        ended = sorted((a for a in self.apps.values()
+                        if a.exit_code and a.reason not in ("Stopped", "Killed")),
                        key=lambda a: a.finished_at or "")
         return ended[0].exit_code if ended else None
 
@@ -291,9 +398,23 @@ class Supervisor:
         self.apps[app.name] = app
 
     def start_all(self):
-        for app in list(self.apps.values()):
-            if app.state == WAITING and not self.stopping:
-                self.event(app, "start")
+        self.running = True
+        self._start_eligible()
+        self._check_pod_ready()
+
+    def add_app(self, app):
+        """A new app in a running pod (stage1 app add); it waits for start."""
+        self.apps[app.name] = app
+        if self.status is not None:
+            self.status.app(app)
+        self._emit("added", app)
+
+    def _remove(self, app):
+        if self.apps.get(app.name) is app and app.ended:
+            del self.apps[app.name]
+            self._emit("removed", app)
+            self._wake_waiters()
+            self._maybe_finish()
 
     def shutdown(self, exit_code=None):
         """Stop every app, ask leftovers to stop, SIGKILL all when grace ends."""
@@ -305,10 +426,25 @@ class Supervisor:
         self.log.debug("stopping the pod")
         self.on_change()
         for app in list(self.apps.values()):
-            self.event(app, "stop")
-        if self.grace > 0:
-            self._deadline = self.loop.call_later(self.grace, self._grace_over)
+            if app.state in (WAITING, BACKOFF, STARTING):
+                self.event(app, "stop")
+        self._stop_eligible()
+        if self._longest_grace() > 0:
+            self._deadline = self.loop.call_later(self._longest_grace(), self._grace_over)
         self._maybe_finish()
+
+    def _stop_eligible(self):
+        """Stopping goes in reverse start order: an app gets its stop signal
+        once every app that comes after it has ended."""
+        for app in list(self.apps.values()):
+            if app.state == RUNNING and order.may_stop(app, self.apps):
+                self.event(app, "stop")
+
+    def _longest_grace(self):
+        """The pod's deadline covers the slowest chain of ordered stops."""
+        graces = [self.grace if a.grace is None else a.grace for a in self.apps.values()]
+        depth = max([len(a.after) for a in self.apps.values()] or [0])
+        return max([self.grace] + graces) * (1 + depth) if graces else self.grace
 
     def _grace_over(self):
         self.log.debug("grace period over: SIGKILL to everything left")
