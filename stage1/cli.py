@@ -16,6 +16,9 @@ usage: stage1 exec [OPTIONS] [--] CMD [ARGS...]
        stage1 status POD [--json] [--wait-ready [--timeout S]]
        stage1 stop [--force] [POD | UUID]
        stage1 ps POD
+       stage1 app start|stop|restart|rm|add [POD] --app NAME [--manifest FILE]
+       stage1 events [POD] [--follow]
+       stage1 logs [POD] [--app NAME] [--follow]
        stage1 --version | --help
 
 exec options:
@@ -119,9 +122,10 @@ def cmd_exec(args):
 
 
 def commands():
-    from stage1 import podcli
+    from stage1 import livecli, podcli
     table = {"exec": cmd_exec}
     table.update(podcli.COMMANDS)
+    table.update(livecli.COMMANDS)
     return table
 
 

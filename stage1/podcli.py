@@ -115,6 +115,12 @@ def cmd_status(args):
                                      "--wait-ready": ("wait_ready", False),
                                      "--timeout": ("timeout", True)})
     poddir = _pod_arg(positionals, "status")
+    if opts.get("wait_ready"):
+        from stage1 import livecli
+        timeout = seconds(opts["timeout"], "--timeout") if "timeout" in opts else None
+        code = livecli.wait_ready(poddir, timeout)
+        if code:
+            return code
     pod_doc, apps = poddir.read_status()
     if not pod_doc and not apps:
         sys.stderr.write("stage1: no status in %s: the pod has not run\n" % poddir.path)
