@@ -351,17 +351,21 @@ def procs():
 
 # Blocks every signal it can, says "ready PID", then writes the number of each
 # signal it is sent, one a line, as sigwaitinfo hands them over; after COUNT
-# signals (forever when negative) it exits with CODE.
+# signals (never when negative), or once it has written signal LAST, it exits
+# with CODE.
 RECORDER = r"""
 import os, signal, sys
-out, count, code = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+out, count, code, last = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 sigs = signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}
 signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
 fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 os.write(fd, b"ready %d\n" % os.getpid())
 while count:
-    os.write(fd, b"%d\n" % signal.sigwaitinfo(sigs).si_signo)
+    sig = signal.sigwaitinfo(sigs).si_signo
+    os.write(fd, b"%d\n" % sig)
     count -= 1
+    if sig == last:
+        break
 sys.exit(code)
 """
 
@@ -369,9 +373,9 @@ sys.exit(code)
 class Recorder:
     """The file a RECORDER app writes, and its command line."""
 
-    def __init__(self, path, count=-1, code=0):
+    def __init__(self, path, count=-1, code=0, last=0):
         self.path = str(path)
-        self.argv = py(RECORDER, self.path, count, code)
+        self.argv = py(RECORDER, self.path, count, code, int(last))
 
     def _lines(self):
         try:
