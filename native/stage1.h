@@ -13,7 +13,7 @@
 #include <sys/types.h>
 
 /* CDEF-BEGIN */
-enum { S1_NATIVE_VERSION = 4 };
+enum { S1_NATIVE_VERSION = 5 };
 
 /* Steps of the child path between fork and exec, in the order they run.
  * A failure is reported to the parent as (step, errno). */
@@ -109,6 +109,39 @@ int s1_has_children(void);
 /* spawn.c */
 int s1_spawn(const struct s1_spawn *req, int *step_out, int *errno_out);
 int s1_tty_foreground(int fd, int pgid);
+
+/* ns.c ------------------------------------------------------------------
+ * Namespaces and mounts.  The kernel's numbers, as literals for cffi;
+ * ns.c checks each against the system headers at build time. */
+enum {
+    S1_CLONE_NEWNS = 0x00020000,
+    S1_CLONE_NEWCGROUP = 0x02000000,
+    S1_CLONE_NEWUTS = 0x04000000,
+    S1_CLONE_NEWIPC = 0x08000000,
+    S1_CLONE_NEWPID = 0x20000000,
+    S1_CLONE_NEWNET = 0x40000000
+};
+enum {
+    S1_MS_RDONLY = 1,
+    S1_MS_NOSUID = 2,
+    S1_MS_NODEV = 4,
+    S1_MS_NOEXEC = 8,
+    S1_MS_REMOUNT = 32,
+    S1_MS_BIND = 4096,
+    S1_MS_REC = 16384,
+    S1_MS_PRIVATE = 262144,
+    S1_MS_SLAVE = 524288
+};
+enum { S1_MNT_DETACH = 2, S1_MOUNT_ATTR_RDONLY = 1 };
+
+int s1_unshare(int flags);
+int s1_setns(int fd, int nstype);
+int s1_mount(const char *source, const char *target, const char *fstype,
+             unsigned long flags, const char *data);
+int s1_umount(const char *target, int flags);
+int s1_mount_setattr(const char *path, int recursive, uint64_t attr_set, uint64_t attr_clr);
+int s1_sethostname(const char *name);
+int s1_loopback_up(void);
 /* CDEF-END */
 
 #endif

@@ -9,7 +9,7 @@ import os
 
 from stage1._native import ffi, lib
 
-NATIVE_VERSION = 4
+NATIVE_VERSION = 5
 if lib.S1_NATIVE_VERSION != NATIVE_VERSION:
     raise ImportError("stage1._native is version %d, this stage1 needs %d: "
                       "rebuild with ./build.sh" % (lib.S1_NATIVE_VERSION, NATIVE_VERSION))
@@ -198,3 +198,57 @@ def keep_ptr(keep, ctype, init):
 def has_children():
     """True while any child of the init is left, running or unreaped."""
     return bool(_check(lib.s1_has_children()))
+
+
+# -- namespaces and mounts (ns.c) ---------------------------------------------
+
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWCGROUP = (
+    lib.S1_CLONE_NEWNS, lib.S1_CLONE_NEWUTS, lib.S1_CLONE_NEWIPC, lib.S1_CLONE_NEWPID,
+    lib.S1_CLONE_NEWNET, lib.S1_CLONE_NEWCGROUP)
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = (
+    lib.S1_MS_RDONLY, lib.S1_MS_NOSUID, lib.S1_MS_NODEV, lib.S1_MS_NOEXEC, lib.S1_MS_REMOUNT)
+MS_BIND, MS_REC, MS_PRIVATE, MS_SLAVE = lib.S1_MS_BIND, lib.S1_MS_REC, lib.S1_MS_PRIVATE, lib.S1_MS_SLAVE
+MNT_DETACH = lib.S1_MNT_DETACH
+MOUNT_ATTR_RDONLY = lib.S1_MOUNT_ATTR_RDONLY
+
+
+def _check_what(rc, what):
+    if rc < 0:
+        raise OSError(-rc, "%s: %s" % (what, os.strerror(-rc)))
+    return rc
+
+
+def _cstr(text):
+    return ffi.NULL if text is None else os.fsencode(text)
+
+
+def unshare(flags):
+    _check_what(lib.s1_unshare(flags), "unable to unshare namespaces 0x%x" % flags)
+
+
+def setns(fd, nstype=0, what="namespace"):
+    _check_what(lib.s1_setns(fd, nstype), "unable to join %s" % what)
+
+
+def mount(source, target, fstype=None, flags=0, data=None):
+    """mount(2); the OSError names the target and the filesystem or source."""
+    rc = lib.s1_mount(_cstr(source), _cstr(target), _cstr(fstype), flags, _cstr(data))
+    what = fstype or source or "it"
+    _check_what(rc, "unable to mount %s on %s" % (what, target))
+
+
+def umount(target, flags=0):
+    _check_what(lib.s1_umount(_cstr(target), flags), "unable to unmount %s" % target)
+
+
+def mount_setattr(path, recursive=False, attr_set=0, attr_clr=0):
+    rc = lib.s1_mount_setattr(_cstr(path), int(recursive), attr_set, attr_clr)
+    _check_what(rc, "unable to change the mount attributes of %s" % path)
+
+
+def sethostname(name):
+    _check_what(lib.s1_sethostname(name.encode()), "unable to set the hostname to %r" % name)
+
+
+def loopback_up():
+    _check_what(lib.s1_loopback_up(), "unable to bring up lo")

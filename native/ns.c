@@ -1,0 +1,104 @@
+/*
+ * Namespaces and mounts: thin wrappers, one system call each (two for the
+ * loopback interface), returning 0 or -errno.  Which namespaces a pod gets,
+ * what is mounted where and in which order is decided in stage1/isolate.py
+ * and stage1/rootfs.py; nothing here knows about pods.
+ *
+ * The constants stage1.h exports as plain numbers (cffi's parser needs
+ * literal enum values) are checked here against the system headers, so a
+ * wrong number fails the build instead of a mount.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <net/if.h>
+#include <sched.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+
+#include "stage1.h"
+
+_Static_assert(S1_CLONE_NEWNS == CLONE_NEWNS, "CLONE_NEWNS");
+_Static_assert(S1_CLONE_NEWUTS == CLONE_NEWUTS, "CLONE_NEWUTS");
+_Static_assert(S1_CLONE_NEWIPC == CLONE_NEWIPC, "CLONE_NEWIPC");
+_Static_assert(S1_CLONE_NEWPID == CLONE_NEWPID, "CLONE_NEWPID");
+_Static_assert(S1_CLONE_NEWNET == CLONE_NEWNET, "CLONE_NEWNET");
+_Static_assert(S1_CLONE_NEWCGROUP == CLONE_NEWCGROUP, "CLONE_NEWCGROUP");
+_Static_assert(S1_MS_RDONLY == MS_RDONLY, "MS_RDONLY");
+_Static_assert(S1_MS_NOSUID == MS_NOSUID, "MS_NOSUID");
+_Static_assert(S1_MS_NODEV == MS_NODEV, "MS_NODEV");
+_Static_assert(S1_MS_NOEXEC == MS_NOEXEC, "MS_NOEXEC");
+_Static_assert(S1_MS_REMOUNT == MS_REMOUNT, "MS_REMOUNT");
+_Static_assert(S1_MS_BIND == MS_BIND, "MS_BIND");
+_Static_assert(S1_MS_REC == MS_REC, "MS_REC");
+_Static_assert(S1_MS_PRIVATE == MS_PRIVATE, "MS_PRIVATE");
+_Static_assert(S1_MS_SLAVE == MS_SLAVE, "MS_SLAVE");
+_Static_assert(S1_MNT_DETACH == MNT_DETACH, "MNT_DETACH");
+_Static_assert(S1_MOUNT_ATTR_RDONLY == MOUNT_ATTR_RDONLY, "MOUNT_ATTR_RDONLY");
+
+int s1_unshare(int flags)
+{
+    return unshare(flags) < 0 ? -errno : 0;
+}
+
+int s1_setns(int fd, int nstype)
+{
+    return setns(fd, nstype) < 0 ? -errno : 0;
+}
+
+int s1_mount(const char *source, const char *target, const char *fstype,
+             unsigned long flags, const char *data)
+{
+    return mount(source, target, fstype, flags, data) < 0 ? -errno : 0;
+}
+
+int s1_umount(const char *target, int flags)
+{
+    return umount2(target, flags) < 0 ? -errno : 0;
+}
+
+/* Set or clear mount attributes on one mount, or (recursive) on the whole
+ * tree below it: the one way to make a recursive bind mount read-only in
+ * every submount, which MS_REMOUNT cannot do (Linux 5.12). */
+int s1_mount_setattr(const char *path, int recursive, uint64_t attr_set, uint64_t attr_clr)
+{
+    struct mount_attr attr;
+    unsigned int flags = recursive ? AT_RECURSIVE : 0;
+
+    memset(&attr, 0, sizeof attr);
+    attr.attr_set = attr_set;
+    attr.attr_clr = attr_clr;
+    if (syscall(SYS_mount_setattr, -1, path, flags, &attr, sizeof attr) < 0)
+        return -errno;
+    return 0;
+}
+
+int s1_sethostname(const char *name)
+{
+    return sethostname(name, strlen(name)) < 0 ? -errno : 0;
+}
+
+/* A new network namespace has `lo`, down: bring it up. */
+int s1_loopback_up(void)
+{
+    struct ifreq ifr;
+    int fd, rc = 0;
+
+    fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    memset(&ifr, 0, sizeof ifr);
+    strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+    if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0) {
+        rc = -errno;
+    } else {
+        ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+        if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
+            rc = -errno;
+    }
+    close(fd);
+    return rc;
+}
