@@ -109,7 +109,7 @@ def test_backoff_doubles_up_to_its_cap(tmp_path):
                           [float(t) for t in pod.read("starts").split()],
                           what="seven starts")
         r.signal(15)
-        assert r.wait() == 0
+        assert r.wait() in (0, 1)     # 1 when the stop came during a back-off
     gaps = [b - a for a, b in zip(starts, starts[1:])]
     for gap, delay in zip(gaps, [0.05, 0.1, 0.2, 0.2, 0.2, 0.2]):
         assert gap >= delay
