@@ -26,6 +26,8 @@
 #include <unistd.h>
 #include <linux/capability.h>
 #include <linux/close_range.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -235,11 +237,12 @@ static void s1_child(const struct s1_spawn *req, int errpipe)
         S1_TRY(S1_STEP_KEEPCAPS, prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0));
     }
     if (req->ngroups >= 0)
-        S1_TRY(S1_STEP_SETGROUPS, setgroups((size_t)req->ngroups, (const gid_t *)req->groups));
+        S1_TRY(S1_STEP_SETGROUPS, (int)syscall(SYS_setgroups, (size_t)req->ngroups,
+                                                (const gid_t *)req->groups));
     if (req->gid >= 0)
-        S1_TRY(S1_STEP_SETGID, setresgid(req->gid, req->gid, req->gid));
+        S1_TRY(S1_STEP_SETGID, (int)syscall(SYS_setresgid, req->gid, req->gid, req->gid));
     if (req->uid >= 0)
-        S1_TRY(S1_STEP_SETUID, setresuid(req->uid, req->uid, req->uid));
+        S1_TRY(S1_STEP_SETUID, (int)syscall(SYS_setresuid, req->uid, req->uid, req->uid));
     if (req->set_caps) {
         S1_TRY(S1_STEP_CAPSET, s1_child_capset(req->cap_effective));
         S1_TRY(S1_STEP_AMBIENT, s1_child_ambient(req->cap_effective));
@@ -251,6 +254,43 @@ static void s1_child(const struct s1_spawn *req, int errpipe)
         S1_TRY(S1_STEP_CLOSE_FDS, s1_child_close_fds(req->nfds));
     errno = s1_child_exec(req);
     s1_report(errpipe, S1_STEP_EXEC, errno);
+}
+
+struct s1_child_args {
+    const struct s1_spawn *req;
+    int errpipe;
+};
+
+static int s1_child_entry(void *arg)
+{
+    struct s1_child_args *a = arg;
+
+    s1_child(a->req, a->errpipe);
+    return 127;    /* not reached: s1_child execs or _exits */
+}
+
+/* clone(CLONE_VM | CLONE_VFORK), as glibc's posix_spawn and CPython do: no
+ * copy of the interpreter's page tables (a fork of a 14 MiB init costs more
+ * than the exec), and the parent resumes as soon as the child has exec'd.
+ * The child runs on a stack of its own, reused by every spawn since the
+ * parent is suspended while a child uses it.  It shares the parent's memory
+ * until exec, so it only writes its own stack, and it changes ids with raw
+ * system calls: glibc's setxid wrappers coordinate threads through memory. */
+static pid_t s1_vfork(const struct s1_spawn *req, int errpipe)
+{
+    static char *stack;
+    const size_t size = 256 * 1024;
+    struct s1_child_args args = { req, errpipe };
+
+    if (!stack) {
+        stack = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        if (stack == MAP_FAILED) {
+            stack = NULL;
+            return -1;
+        }
+    }
+    return clone(s1_child_entry, stack + size, CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
 }
 
 /* Keep the error pipe clear of the fds the child is about to set up. */
@@ -290,9 +330,7 @@ int s1_spawn(const struct s1_spawn *req, int *step_out, int *errno_out)
         *errno_out = errno;
         return -1;
     }
-    pid = fork();
-    if (pid == 0)
-        s1_child(req, errpipe[1]);
+    pid = s1_vfork(req, errpipe[1]);
     close(errpipe[1]);
     if (pid < 0) {
         *errno_out = errno;

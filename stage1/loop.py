@@ -35,6 +35,7 @@ class Loop:
         self._epoll = select.epoll()      # close-on-exec, as Python makes every fd
         self._readers = {}
         self._timers = []
+        self.before_wait = []     # called before each wait: batched work (status files)
         self.running = False
 
     def add_reader(self, fd, callback):
@@ -73,6 +74,10 @@ class Loop:
         self.running = True
         readers = self._readers
         while self.running:
+            for callback in self.before_wait:
+                callback()
+            if not self.running:
+                break
             try:
                 events = self._epoll.poll(self._timeout())
             except InterruptedError:

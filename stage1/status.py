@@ -76,6 +76,7 @@ class StatusWriter:
         self.directory = directory
         self.warn = warn
         self._failed = set()
+        self._dirty = {}
         try:
             os.makedirs(directory, exist_ok=True)
         except OSError as err:
@@ -87,6 +88,17 @@ class StatusWriter:
             self.warn("unable to write status %s: %s" % (what, err.strerror or err))
 
     def app(self, app):
+        """Note that app changed; the files are written at the next flush."""
+        self._dirty[app.name] = app
+
+    def flush(self):
+        """Write what changed since the last flush: once per loop turn, so an
+        app that starts and becomes ready in one turn costs one write."""
+        dirty, self._dirty = self._dirty, {}
+        for app in dirty.values():
+            self.write(app)
+
+    def write(self, app):
         path = os.path.join(self.directory, app.name)
         try:
             if app.exit_code is not None:

@@ -121,10 +121,13 @@ class Supervisor:
         self.done = False
         self.mutable = False
         self.pod_ready = False
+        self._starting = self._start_again = False
         self._deadline = None
         self._swept = False
         self._pid1 = os.getpid() == 1
         loop.add_reader(sigfd, self._on_signalfd)
+        if status is not None:
+            loop.before_wait.append(status.flush)
 
     # -- app lifecycle: the table ------------------------------------------
 
@@ -180,7 +183,7 @@ class Supervisor:
         self._set(app, RUNNING)
         self._emit("started", app, pid=app.pid)
         if app.notify is None:
-            self.mark_ready(app)
+            self.mark_ready(app)     # ready once started
 
     def _finish_failed(self, app, code, reason, message):
         app.pid = None
@@ -309,9 +312,25 @@ class Supervisor:
             self.on_ready()
 
     def _start_eligible(self):
-        """Start what may start now: init apps one by one, then the rest by `after`."""
+        """Start what may start now: init apps one by one, then the rest by `after`.
+
+        Starting an app can make it ready, which calls this again: the
+        nested call only asks for one more pass, so 200 apps do not recurse."""
         if self.stopping or not self.running:
             return
+        if self._starting:
+            self._start_again = True
+            return
+        self._starting = True
+        try:
+            self._start_again = True
+            while self._start_again and not self.stopping:
+                self._start_again = False
+                self._start_pass()
+        finally:
+            self._starting = False
+
+    def _start_pass(self):
         app, inits_done = order.next_init(self.apps)
         if app is not None:
             if app.state == WAITING and not app.stop_requested:
@@ -325,6 +344,8 @@ class Supervisor:
     # -- hooks -------------------------------------------------------------
 
     def _run_hook(self, app, argv, kind):
+        if self.status is not None:
+            self.status.flush()      # a post-stop handler may read the app's final status
         launch = self.hook_launch(app, argv)
         try:
             pid = spawn.start(launch, self.signals, pgid_mode=self.pgid_mode)
@@ -481,6 +502,8 @@ class Supervisor:
             self._deadline.cancel()
         if self.exit_code is None:
             self.exit_code = self._first_failure() or 0
+        if self.status is not None:
+            self.status.flush()
         self.on_change()
         self.loop.stop()
 
