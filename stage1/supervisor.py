@@ -61,6 +61,7 @@ class App:
         self.status_text = None           # sd_notify STATUS=
         self.notify_stopping = False      # sd_notify STOPPING=1
         self.remove_when_ended = False
+        self.start_after_hook = False
         self.launch = launch
         self.restart = restart
         self.stop_signal = stop_signal
@@ -122,6 +123,7 @@ class Supervisor:
         self.mutable = False
         self.pod_ready = False
         self._starting = self._start_again = False
+        self._ended_later = []
         self._deadline = None
         self._swept = False
         self._pid1 = os.getpid() == 1
@@ -142,6 +144,11 @@ class Supervisor:
         pass
 
     def _start(self, app, *args):
+        if app.hook_pid is not None:
+            # The post-stop handler of the last run is still going: the next
+            # run starts when it is done.
+            app.start_after_hook = True
+            return
         app.stop_requested = app.killed = False
         if app.pre_start:
             self._run_hook(app, app.pre_start, "pre-start")
@@ -329,6 +336,9 @@ class Supervisor:
                 self._start_pass()
         finally:
             self._starting = False
+        ended, self._ended_later = self._ended_later, []
+        for app in ended:
+            self._ended_for_good(app)
 
     def _start_pass(self):
         app, inits_done = order.next_init(self.apps)
@@ -364,6 +374,10 @@ class Supervisor:
         self.log.debug("%s: %s handler exited %d" % (app.name, kind, code))
         if kind == "pre-start":
             self.event(app, "prestart_done", code)
+        elif app.start_after_hook:
+            app.start_after_hook = False
+            if not self.stopping and not app.stop_requested:
+                self._start(app)
         if self.stopping:
             self._stop_eligible()
         self._maybe_finish()
@@ -382,6 +396,11 @@ class Supervisor:
         return min(cap, base * 2 ** (app.backoff_streak - 1))
 
     def _ended_for_good(self, app):
+        if self._starting:
+            # An exec failure inside a start pass: judge the pod once the
+            # pass has started everything it can.
+            self._ended_later.append(app)
+            return
         if app.remove_when_ended:
             self.loop.call_later(0, lambda: self._remove(app))
         if self.stopping:
@@ -404,8 +423,16 @@ class Supervisor:
         triggers = self.policy == ON_ANY or (self.policy == ON_ANY_FAILURE and failed)
         if triggers and not app.stop_requested:
             self.shutdown(app.exit_code)
-        elif all(a.state in ENDED for a in self.apps.values()):
+        elif all(self._over(a) for a in self.apps.values()):
             self.shutdown(self._first_failure() or 0)
+
+    def _over(self, app):
+        """Ended for good: exited, or waiting for a start that cannot come
+        (stopped on request, or something it comes after has exited)."""
+        if app.state == EXITED:
+            return True
+        return app.state == WAITING and (app.stop_requested or any(
+            self.apps[d].state == EXITED for d in app.after if d in self.apps))
 
     def _first_failure(self):
         ended = sorted((a for a in self.apps.values()
@@ -544,10 +571,16 @@ class Supervisor:
         self._maybe_finish()
 
     def _signal_app(self, app, sig):
-        targets = [app.pid] if app.pid else []
-        if app.pid and (self.group or sig == SIGKILL):
-            targets.append(-app.pid)
-        native.kill_many(targets, sig)
+        """The app leads its own process group: -g sends to the group (the
+        app among it, once); SIGKILL goes to the app and its group."""
+        if not app.pid:
+            return
+        if sig == SIGKILL:
+            native.kill_many([app.pid, -app.pid], sig)
+        elif self.group:
+            native.kill_many([-app.pid], sig)
+        else:
+            native.kill_many([app.pid], sig)
 
     def _kill_everything(self, sig):
         """sig to every process left below the init."""

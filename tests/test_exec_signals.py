@@ -146,8 +146,6 @@ def test_without_group_flag_only_the_app_is_signalled(procs, tmp_path):
     assert init.wait() == 0
 
 
-@pytest.mark.xfail(strict=True, reason="supervisor.py _signal_app sends to the pid and to "
-                   "the group, so with -g the app gets every signal twice")
 def test_group_flag_delivers_each_signal_once_to_the_app(procs, tmp_path):
     init, rec, child = start_group_app(procs, tmp_path, "-g")
     init.kill(SIGRTMIN + 1)     # real-time signals queue: a second copy would show

@@ -122,8 +122,6 @@ def test_hooks_run_around_every_restart(tmp_path):
     assert pod.status("a")["restartCount"] == 2
 
 
-@pytest.mark.xfail(strict=True, reason="supervisor: a restart does not wait for the post-stop "
-                   "handler of the previous run (backoff_done starts the app while it runs)")
 def test_a_restart_waits_for_the_previous_post_stop(tmp_path):
     pod = _flaky_app(tmp_path, dict(pre=sh("echo pre"), post=sh("sleep 0.2; echo post")),
                      "0.01")

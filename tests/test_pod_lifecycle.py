@@ -130,9 +130,6 @@ def test_until_all_without_failures_is_0(tmp_path):
     assert run(pod)[0] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="supervisor: ENDED includes WAITING, so when an app's "
-                   "exec fails inside start_all, _ended_for_good sees the apps not yet started "
-                   "as ended and untilAll ends the pod before they ever run")
 def test_until_all_counts_an_exec_failure(tmp_path):
     pod = Pod(tmp_path, [app("missing", ["no-such-program"]),
                          app("b", sh("sleep 0.1; touch %s/b-done" % tmp_path))],
