@@ -1,0 +1,130 @@
+"""`stage1 status POD [--json]` and `stage1 ps POD`, from another process,
+while the pod runs and after it ended."""
+import json
+import signal
+
+import pytest
+
+from podhelpers import Pod, Run, app, sh, stage1, wait_for, descendants
+
+
+def _rows(text):
+    lines = text.splitlines()
+    return lines[0], [l.split() for l in lines[1:]]
+
+
+def _two_app_pod(tmp_path):
+    return Pod(tmp_path, [
+        app("web", sh("touch %s/web.up; sleep 100 & wait" % tmp_path)),
+        app("job", sh("exit 3"), annotations={"stage1/restart-policy": "never"})],
+        annotations={"stage1/exit-policy": "untilAll"})
+
+
+def test_status_while_running_and_after(tmp_path):
+    pod = _two_app_pod(tmp_path)
+    with Run(pod) as r:
+        pod.wait_state("web", "running")
+        pod.wait_state("job", "exited")
+        p = stage1("status", pod.path)
+        assert p.returncode == 0, p.stderr
+        title, rows = _rows(p.stdout)
+        assert title == "pod %s: running" % pod.path
+        assert rows[0] == ["APP", "STATE", "PID", "EXIT", "RESTARTS", "STARTED", "FINISHED",
+                           "REASON"]
+        web, job = rows[1], rows[2]
+        assert web[:3] == ["web", "running", str(pod.status("web")["pid"])]
+        assert web[3] == "0"            # no exit yet, no restarts
+        assert job[:4] == ["job", "exited", str(pod.status("job")["pid"]), "3"]
+        assert job[-1] == "Error"
+        r.signal(signal.SIGTERM)
+        assert r.wait() == 3
+    p = stage1("status", pod.path)
+    title, rows = _rows(p.stdout)
+    assert title == "pod %s: exited (exit code 3)" % pod.path
+    assert [(row[0], row[1], row[3], row[-1]) for row in rows[1:]] == [
+        ("web", "exited", "SIGTERM", "Stopped"), ("job", "exited", "3", "Error")]
+
+
+def test_status_json(tmp_path):
+    pod = _two_app_pod(tmp_path)
+    with Run(pod) as r:
+        pod.wait_state("web", "running")
+        p = stage1("status", "--json", pod.path)
+        doc = json.loads(p.stdout)
+        assert doc["pod"]["state"] == "running"
+        assert [a["name"] for a in doc["apps"]] == ["web", "job"]
+        assert doc["apps"][0]["state"] == "running"
+        r.signal(signal.SIGTERM)
+        r.wait()
+    doc = json.loads(stage1("status", pod.path, "--json").stdout)
+    assert doc["pod"] == pod.pod_status()
+    assert doc["apps"] == [pod.status("web"), pod.status("job")]
+
+
+def test_status_by_uuid_in_the_pod_directory(tmp_path):
+    pod = Pod(tmp_path, [app("a", ["true"])])
+    with Run(pod) as r:
+        r.wait()
+    p = stage1("status", "4a1e3b2c-uuid", cwd=pod.path)
+    assert p.returncode == 0 and p.stdout.startswith("pod %s: exited" % pod.path)
+
+
+def test_status_of_a_pod_that_never_ran(tmp_path):
+    pod = Pod(tmp_path, [app("a", ["true"])])
+    p = stage1("status", pod.path)
+    assert p.returncode == 254
+    assert p.stderr == "stage1: no status in %s: the pod has not run\n" % pod.path
+
+
+def test_status_usage(tmp_path):
+    p = stage1("status", "--bogus")
+    assert p.returncode == 2 and "unknown option --bogus" in p.stderr
+
+
+@pytest.mark.parametrize("pid1", [False, True])
+def test_ps_groups_the_process_tree_by_app(tmp_path, pid1):
+    pod = Pod(tmp_path, [
+        app("web", sh("touch %s/web.up; sleep 101 & wait" % tmp_path)),
+        app("worker", ["sleep", "102"])])
+    with Run(pod, pid1=pid1) as r:
+        pod.wait_file("web.up")
+        pod.wait_state("worker", "running")
+        wait_for(lambda: len(descendants(r.init_pid)) == 3, what="three pod processes")
+        p = stage1("ps", pod.path)
+        assert p.returncode == 0, p.stderr
+        lines = p.stdout.splitlines()
+        assert lines[0].split() == ["APP", "PID", "STATE", "CPU%", "RSS", "COMMAND"]
+        rows = [l.split(None, 5) for l in lines[1:]]
+        by_app = {}
+        for row in rows:
+            by_app.setdefault(row[0], []).append((int(row[1]), row[5]))
+        assert by_app["(init)"] == [(r.init_pid, "stage1 run: " + tmp_path.name)]
+        web = r.host_pid(pod.status("web")["pid"])
+        worker = r.host_pid(pod.status("worker")["pid"])
+        assert [pid for pid, _ in by_app["web"]][0] == web
+        assert [cmd for _, cmd in by_app["web"]][1] == "sleep 101"
+        assert by_app["worker"] == [(worker, "sleep 102")]
+        assert set(by_app) == {"(init)", "web", "worker"}
+
+
+def test_ps_shows_leftovers_as_the_pods(tmp_path):
+    orphan = "sh -c 'exec sleep 103' & touch %s/up" % tmp_path
+    pod = Pod(tmp_path, [app("starter", sh(orphan)), app("worker", ["sleep", "102"])],
+              annotations={"stage1/exit-policy": "untilAll"})
+    with Run(pod) as r:
+        pod.wait_state("starter", "exited")
+        pod.wait_state("worker", "running")
+        p = stage1("ps", pod.path)
+        rows = [l.split(None, 5) for l in p.stdout.splitlines()[1:]]
+        assert [(row[0], row[5]) for row in rows if row[0] == "(pod)"] == \
+            [("(pod)", "sleep 103")]
+
+
+def test_ps_of_a_pod_that_is_not_running(tmp_path):
+    pod = Pod(tmp_path, [app("a", ["true"])])
+    p = stage1("ps", pod.path)
+    assert p.returncode == 254 and "no running init recorded" in p.stderr
+    with Run(pod) as r:
+        r.wait()
+    p = stage1("ps", pod.path)
+    assert p.returncode == 254 and "is not running" in p.stderr
