@@ -60,7 +60,13 @@ cmd=${1:-setup}
 [ $# -gt 0 ] && shift
 case $cmd in
     setup) setup ;;
-    example) setup; exec "$VENV/bin/stage1" run "$@" examples/pod ;;
+    example)
+        setup
+        echo "build.sh: running the example pod (examples/pod, about 10 s)" >&2
+        rc=0; "$VENV/bin/stage1" run "$@" examples/pod || rc=$?
+        "$VENV/bin/stage1" status examples/pod
+        echo "build.sh: the example pod exited with $rc" >&2
+        exit $rc ;;
     test) setup; test_deps; exec "$PY" -m pytest tests "$@" ;;
     bench) setup; peers; exec "$PY" bench/run.py "$@" ;;
     aci) setup; exec "$PY" -m stage1.aci "$@" ;;
