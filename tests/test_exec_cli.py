@@ -1,0 +1,111 @@
+"""What `stage1 exec` shows of itself: the process title (`ps`,
+/proc/PID/cmdline and comm), `-v` log lines, `--version` and `--help`; and
+that an idle init does not wake."""
+import os
+import re
+import signal
+import subprocess
+
+import pytest
+
+import stage1
+from conftest import STAGE1, cmdline, status_field, wait_until
+
+PIDS = pytest.mark.parametrize("pid1", [False, True], ids=["subreaper", "pid1"])
+
+
+def title(pid):
+    return cmdline(pid).rstrip(b"\0").decode()
+
+
+@pytest.mark.parametrize("options,name", [([], "sleep"), (["--name", "web"], "web")])
+@PIDS
+def test_process_title_names_the_app(procs, pid1, options, name):
+    init = procs.init(["sleep", "60"], *options, pid1=pid1)
+    init.app()     # spawned after the title is set
+    assert title(init.pid) == "stage1 exec: " + name
+    with open("/proc/%d/comm" % init.pid) as f:
+        assert f.read() == ("stage1 exec: " + name)[:15] + "\n"
+    ps = subprocess.run(["ps", "-o", "args=", "-p", str(init.pid)], capture_output=True,
+                        text=True, timeout=15)
+    assert ps.stdout.strip() == "stage1 exec: " + name
+    init.kill(signal.SIGTERM)
+    assert init.wait() == 143
+
+
+@pytest.mark.parametrize("env", [None, {}], ids=["environment", "empty-environment"])
+def test_process_title_with_long_arguments(procs, env):
+    # python-prctl's set_proctitle found argv by walking back at most 8 KiB
+    # from environ[0], and crashed the init (SIGSEGV) when it could not.
+    long_arg = "x" * 10000
+    init = procs.init(["/bin/sh", "-c", "exec sleep 60", "sh", long_arg], env=env)
+    init.app()
+    assert title(init.pid) == "stage1 exec: sh"
+    init.kill(signal.SIGTERM)
+    assert init.wait() == 143
+
+
+@PIDS
+def test_verbose_logs_lines_prefixed_with_the_inits_pid(procs, pid1):
+    init = procs.init(["/bin/sh", "-c", "exit 4"], "-v", pid1=pid1)
+    assert init.wait() == 4
+    lines = init.stderr().splitlines()
+    own = 1 if pid1 else init.pid
+    assert len(lines) >= 2
+    for line in lines:
+        assert line.startswith("stage1[%d]: " % own), line
+    assert any(re.search(r"started pid \d+", l) for l in lines)
+
+
+def test_quiet_by_default(procs):
+    r = procs.run(["/bin/sh", "-c", "exit 4"])
+    assert (r.returncode, r.stderr) == (4, "")
+
+
+def test_version():
+    r = subprocess.run([STAGE1, "--version"], capture_output=True, text=True, timeout=15)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "stage1 %s\n" % stage1.__version__, "")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["exec", "--help"], ["exec", "-h"]])
+def test_help(args):
+    r = subprocess.run([STAGE1] + args, capture_output=True, text=True, timeout=15)
+    assert r.returncode == 0 and r.stderr == ""
+    assert "usage: stage1 exec [OPTIONS] [--] CMD [ARGS...]" in r.stdout
+    assert "--grace" in r.stdout and "--pdeathsig" in r.stdout
+
+
+# x86_64 system call numbers: epoll_wait, epoll_pwait, epoll_pwait2.
+EPOLL_WAITS = {"232", "281", "441"}
+
+
+def in_epoll_wait_forever(pid):
+    """Whether pid is blocked in an epoll wait with no timeout."""
+    with open("/proc/%d/syscall" % pid) as f:
+        fields = f.read().split()
+    # The timeout is an int: -1 shows as 0xffffffff.
+    return fields[0] in EPOLL_WAITS and int(fields[4], 16) & 0xffffffff == 0xffffffff
+
+
+def switches(pid):
+    return (int(status_field(pid, "voluntary_ctxt_switches")) +
+            int(status_field(pid, "nonvoluntary_ctxt_switches")))
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="system call numbers of x86_64")
+@PIDS
+def test_idle_init_blocks_without_timeout_and_does_not_wake(procs, pid1):
+    import time
+    init = procs.init(["sleep", "60"], pid1=pid1)
+    init.app()
+    # One thread, asleep in epoll_wait with timeout -1: no timer, no poll.
+    wait_until(lambda: in_epoll_wait_forever(init.pid), what="the init idle in epoll_wait")
+    assert os.listdir("/proc/%d/task" % init.pid) == [str(init.pid)]
+
+    def quiet_for_a_second():
+        before = switches(init.pid)
+        time.sleep(1.0)      # the window measured, not a wait for an event
+        return switches(init.pid) == before
+    wait_until(quiet_for_a_second, timeout=6, what="a second without a wake-up")
+    init.kill(signal.SIGTERM)
+    assert init.wait() == 143
