@@ -16,6 +16,8 @@ usage: stage1 exec [OPTIONS] [--] CMD [ARGS...]
        stage1 status POD [--json] [--wait-ready [--timeout S]]
        stage1 stop [--force] [POD | UUID]
        stage1 ps POD
+       stage1 enter [--pid=PID] --appname=NAME [POD] [-- CMD [ARGS...]]
+       stage1 gc [--debug] [--local-config DIR] [POD | UUID]
        stage1 app start|stop|restart|rm|add [POD] --app NAME [--manifest FILE]
        stage1 events [POD] [--follow]
        stage1 logs [POD] [--app NAME] [--follow]

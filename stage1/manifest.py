@@ -27,7 +27,8 @@ class AppSpec:
     """One app of the pod, as the manifest (or its image manifest) says."""
     __slots__ = ("name", "image", "exec", "user", "group", "supplementary_gids",
                  "environment", "working_directory", "event_handlers", "isolators",
-                 "mount_points", "mounts", "read_only_rootfs", "annotations", "index")
+                 "mount_points", "mounts", "read_only_rootfs", "annotations", "index",
+                 "app_source")
 
 
 class PodSpec:
@@ -163,6 +164,7 @@ def parse_runtime_app(r, item, path, image_apps=None):
         for key, value in image_annotations.items():
             app.annotations.setdefault(key, value)
     parse_app_body(reader, reader.obj(body, where), where, app)
+    app.app_source = (reader.source, where)   # whence the app section: pod or image manifest
     return app
 
 

@@ -81,7 +81,10 @@ class PodDir:
         that title whose innermost NSpid is the recorded pid."""
         pid = self.read_pid()
         title = self.init_title.encode()
-        if _is_init(pid, pid, title):
+        # An isolated pod (isolate.py) records its init as the host sees it;
+        # to itself, that init is PID 1 and calls itself `stage1 init: POD`.
+        isolated = ("stage1 init: %s" % os.path.basename(self.path)).encode()
+        if _is_init(pid, pid, title) or _is_init(pid, 1, isolated):
             return pid
         found = [int(n) for n in _proc_pids() if _is_init(int(n), pid, title)]
         if len(found) == 1:

@@ -12,12 +12,14 @@ EXIT_FAILURE = 254
 RKT_RUN_FLAGS = ("--net", "--mds-token", "--local-config", "--private-users", "--hostname",
                  "--dns", "--dns-search", "--dns-opt", "--dns-domain", "--hosts-entry",
                  "--ipc", "--disable-capabilities-restriction", "--disable-paths",
-                 "--disable-seccomp", "--set-env", "--set-env-file", "--insecure-options")
+                 "--disable-seccomp", "--set-env", "--set-env-file", "--insecure-options",
+                 "--dns-conf-mode")
 
 RUN_OPTIONS = {
     "--grace": ("grace", True), "-v": ("verbose", False), "--verbose": ("verbose", False),
     "--debug": ("verbose", False), "--interactive": ("interactive", False),
     "--mutable": ("mutable", False), "-h": ("help", False), "--help": ("help", False),
+    "--isolate": ("isolate", False), "--no-isolate": ("no_isolate", False),
 }
 
 
@@ -38,14 +40,18 @@ def cmd_run(args):
     args, flags = _split_rkt_flags(args)
     opts, positionals = parse(args, RUN_OPTIONS)
     if opts.get("help"):
-        sys.stdout.write("usage: stage1 run [--grace S] [-v] [rkt run flags] [POD | UUID]\n")
+        sys.stdout.write("usage: stage1 run [--grace S] [-v] [--isolate | --no-isolate] "
+                         "[rkt run flags] [POD | UUID]\n")
         return 0
     if len(positionals) > 1:
         raise UsageError("run takes one pod directory or UUID, not %d" % len(positionals), "run")
+    if opts.get("isolate") and opts.get("no_isolate"):
+        raise UsageError("--isolate and --no-isolate exclude each other", "run")
     grace = seconds(opts["grace"], "--grace") if "grace" in opts else None
+    isolate = True if opts.get("isolate") else False if opts.get("no_isolate") else None
     options = podmode.Options(grace=grace, verbose=bool(opts.get("verbose")),
                               interactive=bool(opts.get("interactive")),
-                              mutable=bool(opts.get("mutable")), flags=flags)
+                              mutable=bool(opts.get("mutable")), flags=flags, isolate=isolate)
     return podmode.run(pod.find(positionals[0] if positionals else None), options)
 
 
@@ -178,4 +184,35 @@ def _size(n):
         n /= 1024.0
 
 
-COMMANDS = {"run": cmd_run, "stop": cmd_stop, "status": cmd_status, "ps": cmd_ps}
+ENTER_OPTIONS = {"--pid": ("pid", True), "--appname": ("app", True), "--app": ("app", True),
+                 "--debug": ("verbose", False), "-v": ("verbose", False)}
+
+
+def cmd_enter(args):
+    """rkt's `enter --pid=PID --appname=NAME -- CMD`, cwd in the pod; or
+    `enter POD --app NAME -- CMD`."""
+    from stage1 import enter, pod
+    cut = args.index("--") if "--" in args else len(args)
+    opts, positionals = parse(args[:cut], ENTER_OPTIONS)
+    command = args[cut + 1:] or ["/bin/sh"]
+    if "app" not in opts:
+        raise UsageError("enter needs --appname NAME (or --app NAME)", "enter")
+    pid = None
+    if "pid" in opts:
+        if not opts["pid"].isdigit() or int(opts["pid"]) < 1:
+            raise UsageError("--pid must be a process id, not %r" % opts["pid"], "enter")
+        pid = int(opts["pid"])
+    poddir = _pod_arg(positionals, "enter")
+    return enter.run(poddir, opts["app"], command, pid=pid, verbose=bool(opts.get("verbose")))
+
+
+def cmd_gc(args):
+    """rkt's `gc [--debug] [--local-config DIR] UUID`, cwd in the pod."""
+    from stage1 import gc
+    opts, positionals = parse(args, {"--debug": ("verbose", False), "-v": ("verbose", False),
+                                     "--local-config": ("local_config", True)})
+    return gc.run(_pod_arg(positionals, "gc"), verbose=bool(opts.get("verbose")))
+
+
+COMMANDS = {"run": cmd_run, "stop": cmd_stop, "status": cmd_status, "ps": cmd_ps,
+            "enter": cmd_enter, "gc": cmd_gc}

@@ -30,12 +30,14 @@ NOTIFY_SOCKET_NAME = "notify.sock"
 class Options:
     """What the command line asked of the pod."""
 
-    def __init__(self, grace=None, verbose=False, interactive=False, mutable=False, flags=()):
+    def __init__(self, grace=None, verbose=False, interactive=False, mutable=False, flags=(),
+                 isolate=None):
         self.grace = grace
         self.verbose = verbose
         self.interactive = interactive
         self.mutable = mutable
         self.flags = dict(flags)   # every rkt run flag as given, for the debug log
+        self.isolate = isolate     # --isolate / --no-isolate; None: when app roots exist
 
 
 class Plan:
@@ -197,35 +199,32 @@ def plan(poddir, opts, stdin_fd):
     if not pod.apps and not opts.mutable:
         raise manifest.ManifestError("pod", "apps", "the pod has no apps")
     policy, backoff, grace = pod_settings(pod, opts)
+    from stage1 import isolate
+    isolation = isolate.check(pod, poddir, opts)     # app roots first: users live there
     apps = [plan_app(spec, poddir, stdin_fd) for spec in pod.apps]
     check_order(apps)
     opts.mutable = opts.mutable or pod.annotations.get("coreos.com/rkt/stage1/mutable") == "true"
-    unapplied = [(name, where) for name, _, where in pod.isolators]
-    for spec in pod.apps:
-        unapplied.extend((name, where) for name, _, where in spec.isolators)
-        if spec.mounts or spec.mount_points:
-            unapplied.append(("mounts", "apps[%d].mounts" % spec.index))
-        if spec.read_only_rootfs:
-            unapplied.append(("readOnlyRootFS", "apps[%d].readOnlyRootFS" % spec.index))
-    the_plan = Plan(pod, apps, policy, backoff, grace, unapplied)
+    the_plan = Plan(pod, apps, policy, backoff, grace, isolation.unapplied)
     the_plan.stdin_fd = stdin_fd
+    the_plan.isolation = isolation
     return the_plan
 
 
 def report_unapplied(plan, log):
     """appc: an executor must tell the user of isolators it does not apply."""
     seen = set()
-    for name, where in plan.unapplied:
+    for name, where, why in plan.unapplied:
         if name not in seen:
             seen.add(name)
-            log.warn("%s (%s) is not applied: this pod runs without isolation" % (name, where))
+            log.warn("%s (%s) is not applied: %s" % (name, where, why))
 
 
 class PodStatus:
     """POD/pod-status.json, written when the pod's state changes."""
 
-    def __init__(self, poddir, sup, log):
+    def __init__(self, poddir, sup, log, pid=None):
         self.poddir, self.sup, self.log = poddir, sup, log
+        self.pid = pid or os.getpid()      # an isolated init is 1 to itself
         self.state = None
         self.started_at = __import__("time").time()
         self.failed = False
@@ -237,7 +236,7 @@ class PodStatus:
             return
         self.state = state
         doc = {"state": state, "exitCode": sup.exit_code if sup.done else None,
-               "pid": os.getpid(), "startedAt": rfc3339(self.started_at),
+               "pid": self.pid, "startedAt": rfc3339(self.started_at),
                "finishedAt": rfc3339(__import__("time").time()) if sup.done else None,
                "apps": list(sup.apps)}
         try:
@@ -270,6 +269,9 @@ def run(poddir, opts):
         log.warn(str(err))
         return EXIT_FAILURE
     report_unapplied(the_plan, log)
+    if the_plan.isolation.isolated:
+        from stage1 import isolate
+        return isolate.run(the_plan, poddir, opts, log, supervise, _keep_lock_fd)
     sigfd, signals = init.become_init()
     _keep_lock_fd(log)
     init.set_title("stage1 run: %s" % os.path.basename(poddir.path))
@@ -281,7 +283,7 @@ def run(poddir, opts):
     return supervise(the_plan, poddir, opts, log, sigfd, signals)
 
 
-def supervise(the_plan, poddir, opts, log, sigfd, signals):
+def supervise(the_plan, poddir, opts, log, sigfd, signals, pid=None, before_start=None):
     from stage1.runtime import LivePod
     loop = Loop()
     status = StatusWriter(poddir.status_dir, log.warn)
@@ -291,14 +293,16 @@ def supervise(the_plan, poddir, opts, log, sigfd, signals):
                      status=status, backoff=the_plan.backoff,
                      hook_launch=lambda app, argv: app.make_launch(argv))
     sup.mutable = opts.mutable
-    sup.on_change = PodStatus(poddir, sup, log)
+    sup.on_change = PodStatus(poddir, sup, log, pid)
     live = LivePod(poddir, loop, sup, log,
                    lambda name, runtime_app: add_app(poddir, sup, name, runtime_app,
-                                                     the_plan.stdin_fd))
+                                                     the_plan.stdin_fd, the_plan.isolation))
     for app in the_plan.apps:
         sup.add(app)
         status.app(app)
     sup.on_change()
+    if before_start is not None:
+        before_start()
     sup.start_all()
     if not sup.done:
         loop.run()
@@ -306,7 +310,7 @@ def supervise(the_plan, poddir, opts, log, sigfd, signals):
     return sup.exit_code
 
 
-def add_app(poddir, sup, name, runtime_app, stdin_fd):
+def add_app(poddir, sup, name, runtime_app, stdin_fd, isolation=None):
     """stage1 app add: the app from POD/pod (rewritten by whoever adds it) or
     from one RuntimeApp given with the request; validated like the pod."""
     if runtime_app is None:
@@ -323,4 +327,7 @@ def add_app(poddir, sup, name, runtime_app, stdin_fd):
         spec.index = len(sup.apps)
     app = plan_app(spec, poddir, stdin_fd)
     check_order([app], known=sup.apps)
+    if isolation is not None and isolation.isolated:
+        isolation.add_app(app, manifest.parse_pod(poddir.read_manifest(), "pod",
+                                                  image_apps=poddir.image_app))
     return app

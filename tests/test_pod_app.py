@@ -124,6 +124,8 @@ def test_numeric_user_and_group(tmp_path):
 
 
 def _rootfs(pod, name):
+    # An app root makes the pod isolated (isolate.py): these tests, about
+    # users and groups from an image's /etc, run it with --no-isolate.
     root = os.path.join(pod.app_dir(name), "rootfs")
     os.makedirs(os.path.join(root, "etc"))
     with open(os.path.join(root, "etc", "passwd"), "w") as f:
@@ -139,14 +141,14 @@ def test_user_and_group_names_from_the_apps_root(tmp_path, stage1_rootfs):
     pod = Pod(tmp_path, [app("a", ID, user="alice", group="staff")],
               stage1_rootfs=stage1_rootfs)
     _rootfs(pod, "a")
-    code, out, err = run(pod)
+    code, out, err = run(pod, "--no-isolate")
     assert (code, out) == (0, "1500 1700\n"), err
 
 
 def test_a_name_in_the_image_wins_over_a_number(tmp_path):
     pod = Pod(tmp_path, [app("a", ID, user="1000", group="0")])
     _rootfs(pod, "a")
-    assert run(pod)[:2] == (0, "1777 0\n")
+    assert run(pod, "--no-isolate")[:2] == (0, "1777 0\n")
 
 
 def test_user_and_group_from_a_files_owner(tmp_path):
@@ -155,7 +157,7 @@ def test_user_and_group_from_a_files_owner(tmp_path):
     os.makedirs(os.path.join(root, "data"))
     open(os.path.join(root, "data", "owned"), "w").close()
     os.chown(os.path.join(root, "data", "owned"), 1501, 1701)
-    assert run(pod)[:2] == (0, "1501 1701\n")
+    assert run(pod, "--no-isolate")[:2] == (0, "1501 1701\n")
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -170,7 +172,7 @@ def test_unknown_user_or_group_is_refused_before_anything_starts(tmp_path, field
     pod.manifest["apps"].reverse()
     pod.write()
     _rootfs(pod, "a")
-    code, out, err = run(pod)
+    code, out, err = run(pod, "--no-isolate")
     assert code == 254
     assert message in err and len(err.splitlines()) == 1
     assert not os.path.exists(pod.file("ran"))
