@@ -70,7 +70,7 @@ class Client:
 
 
 class ControlServer:
-    def __init__(self, path, loop, sup, log, allowed_uids, add_app):
+    def __init__(self, path, loop, sup, log, allowed_uids, add_app, owner=None):
         self.path, self.loop, self.sup, self.log = path, loop, sup, log
         self.allowed_uids = set(allowed_uids)
         self.add_app = add_app            # (name, runtime app JSON or None) -> App, or raises
@@ -87,6 +87,9 @@ class ControlServer:
             sock.bind(path)
         finally:
             os.umask(old)
+        if owner is not None and owner != os.geteuid():
+            # 0600 for the owner of the pod directory, who may talk too.
+            os.chown(path, owner, -1)
         sock.listen(64)
         self.sock = sock
         loop.add_reader(sock.fileno(), self._accept)
@@ -124,6 +127,11 @@ class ControlServer:
             req = json.loads(line)
             if not isinstance(req, dict):
                 raise ValueError("a request is a JSON object")
+        except RecursionError:
+            # json's decoder recurses once per nesting level: 100000 ['s
+            # would otherwise take the init down.
+            client.send({"ok": False, "error": "malformed request: nested too deeply"})
+            return
         except ValueError as err:
             client.send({"ok": False, "error": "malformed request: %s" % err})
             return
@@ -136,6 +144,10 @@ class ControlServer:
             handler(client, req)
         except RequestError as err:
             client.send({"ok": False, "error": str(err)})
+        except Exception as err:      # a bug of ours must not end the pod
+            self.log.warn("control: %s request failed: %s: %s"
+                          % (op, type(err).__name__, err))
+            client.send({"ok": False, "error": "internal error: %s" % err})
 
     def _app(self, req):
         name = req.get("app")
@@ -157,7 +169,9 @@ class ControlServer:
                      "apps": [app_record(a) for a in self.sup.apps.values()]})
 
     def op_subscribe(self, client, req):
-        client.send({"ok": True, "subscribed": True})
+        # The offset tells the client where in events.jsonl the stream
+        # begins, so it shows the file up to there and no line twice.
+        client.send({"ok": True, "subscribed": True, "offset": self.events.size()})
         self.events.subscribers.append(client.send_line)
 
     def op_start(self, client, req):
@@ -177,14 +191,12 @@ class ControlServer:
         app = self._app(req)
         self._refuse_when_stopping()
         old_pid = app.pid
-
-        def start_again():
-            if self.sup.apps.get(app.name) is app and not self.sup.stopping:
-                self.sup.event(app, "start")
-            self._answer_when(client, app, lambda: app.state in (RUNNING, EXITED, BACKOFF)
-                              and app.pid != old_pid)
-        self.sup.event(app, "stop")
-        self.sup.when(lambda: app.ended, start_again)
+        self.sup.restart(app)
+        # Done once the new run has begun (or failed to); a pod that
+        # started stopping meanwhile answers with the app as it ended.
+        self._answer_when(client, app, lambda: (
+            app.state in (RUNNING, EXITED, BACKOFF) and app.pid != old_pid and
+            not app.restart_pending) or (self.sup.stopping and app.ended))
 
     def op_rm(self, client, req):
         app = self._app(req)
@@ -234,9 +246,10 @@ class RequestError(Exception):
     pass
 
 
-def request(path, obj, follow=None, timeout=None):
+def request(path, obj, follow=None, timeout=None, answered=None):
     """Client side: send one request, return the answer (dict).  With
-    follow, call follow(line) for each further line until the pod closes."""
+    follow, call answered(answer) and then follow(line) for each further
+    line until the pod closes."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     sock.settimeout(timeout)
     sock.connect(path)
@@ -248,6 +261,8 @@ def request(path, obj, follow=None, timeout=None):
             raise ConnectionError("the pod closed the connection without an answer")
         answer = json.loads(line)
         if follow is not None and answer.get("ok"):
+            if answered is not None:
+                answered(answer)
             for line in f:
                 follow(line)
         return answer

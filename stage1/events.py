@@ -22,6 +22,15 @@ class EventLog:
             self.fd = None
             warn("unable to open %s: %s" % (path, err.strerror))
 
+    def size(self):
+        """Bytes in the file so far (None when it could not be opened)."""
+        if self.fd is None:
+            return None
+        try:
+            return os.fstat(self.fd).st_size
+        except OSError:
+            return None
+
     def emit(self, kind, app=None, fields=None):
         record = {"time": rfc3339(time.time()), "event": kind}
         if app is not None:

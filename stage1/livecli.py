@@ -21,6 +21,21 @@ RKT_APP_FLAGS = ("--uuid", "--disable-capabilities-restriction", "--disable-path
                  "--disable-seccomp", "--private-users")
 
 
+def _rkt_args(args):
+    """Drop the rkt flags stage1 does not act on; rkt passes --debug=BOOL."""
+    out = []
+    for arg in args:
+        key, _, value = arg.partition("=")
+        if key in RKT_APP_FLAGS:
+            continue
+        if key == "--debug" and value in ("true", "false"):
+            if value == "true":
+                out.append("--debug")
+            continue
+        out.append(arg)
+    return out
+
+
 def _poddir(positionals, command):
     from stage1 import pod
     if len(positionals) > 1:
@@ -46,7 +61,7 @@ def cmd_app(args):
     if not args or args[0] not in APP_OPS:
         raise UsageError("app needs one of %s" % ", ".join(APP_OPS), "app")
     op = args[0]
-    rest = [a for a in args[1:] if a.partition("=")[0] not in RKT_APP_FLAGS]
+    rest = _rkt_args(args[1:])
     opts, positionals = parse(rest, {"--app": ("app", True), "--manifest": ("manifest", True),
                                      "--debug": ("debug", False), "-v": ("debug", False)})
     if not opts.get("app"):
@@ -88,25 +103,60 @@ def cmd_events(args):
     opts, positionals = parse(args, {"--follow": ("follow", False), "-f": ("follow", False)})
     poddir = _poddir(positionals, "events")
     path = os.path.join(poddir.path, "events.jsonl")
-    out = sys.stdout.buffer
+    if opts.get("follow"):
+        return _follow_events(poddir, path)
+    data = _read(path)
+    if data is None:
+        sys.stderr.write("stage1: no events in %s: the pod has not run\n" % poddir.path)
+        return EXIT_FAILURE
+    _show(data)
+    return 0
+
+
+def _follow_events(poddir, path):
+    """Subscribe first, then show the file up to where the stream begins
+    (the answer's offset): no line is lost in between, none shown twice.
+    New lines come from the init itself, so nothing is polled, and
+    following ends when the pod does."""
+    def answered(answer):
+        data = _read(path) or b""
+        offset = answer.get("offset")
+        _show(data if offset is None else data[:offset])
+    from stage1 import control
+    try:
+        answer = control.request(_socket(poddir), {"op": "subscribe"}, follow=_show,
+                                 answered=answered)
+    except (OSError, ValueError) as err:
+        data = _read(path)
+        if data is not None and _ended(data):
+            _show(data)          # the pod has ended: every event is in the file
+            return 0
+        sys.stderr.write("stage1: unable to reach the pod's init at %s: %s\n"
+                         % (_socket(poddir), getattr(err, "strerror", None) or err))
+        return EXIT_FAILURE
+    if not answer.get("ok"):
+        sys.stderr.write("stage1: events: %s\n" % answer.get("error"))
+        return EXIT_REFUSED
+    return 0
+
+
+def _read(path):
     try:
         with open(path, "rb") as f:
-            out.write(f.read())
+            return f.read()
     except FileNotFoundError:
-        if not opts.get("follow"):
-            sys.stderr.write("stage1: no events in %s: the pod has not run\n" % poddir.path)
-            return EXIT_FAILURE
-    out.flush()
-    if opts.get("follow"):
-        # New lines come from the init itself, so nothing is polled and
-        # following ends when the pod does.
-        def show(line):
-            out.write(line)
-            out.flush()
-        answer = _talk(poddir, {"op": "subscribe"}, follow=show)
-        if answer is None:
-            return EXIT_FAILURE
-    return 0
+        return None
+
+
+def _show(data):
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+def _ended(events):
+    """Does the event log end with the pod's end?"""
+    lines = events.rstrip(b"\n").rsplit(b"\n", 1)
+    return b'"event": "pod-exited"' in lines[-1]
 
 
 def cmd_logs(args):
@@ -121,42 +171,75 @@ def cmd_logs(args):
     if opts.get("app"):
         names = [opts["app"]]
     tag = len(names) > 1
-    files = {n: os.path.join(logdir, n + ".log") for n in names}
-    offsets = {n: _show_file(path, n if tag else None, 0) for n, path in files.items()}
-    if any(o is None for o in offsets.values()) and not opts.get("follow"):
-        missing = [n for n, o in offsets.items() if o is None]
+    files = [_LogFile(os.path.join(logdir, n + ".log"), n if tag else None) for n in names]
+    missing = [f.name for f in files if not f.show()]
+    if missing and not opts.get("follow"):
         sys.stderr.write("stage1: no log for %s in %s (apps log there with stage1/log: file)\n"
                          % (", ".join(missing), logdir))
         return EXIT_FAILURE
     while opts.get("follow"):
-        # A log reader is a client, not the init: it may look again.
-        time.sleep(0.2)
-        for n, path in files.items():
-            offsets[n] = _show_file(path, n if tag else None, offsets[n] or 0)
+        # A log reader is a client, not the init: it may look again.  The
+        # pod's state is read before the files, so the last look after the
+        # pod ended shows everything.
+        ended = _pod_ended(poddir)
+        for f in files:
+            f.show()
+        if ended:
+            break
+        time.sleep(0.1)
     return 0
 
 
-def _show_file(path, tag, offset):
-    """Print path from offset (again from 0 when it was rotated); new offset or None."""
+def _pod_ended(poddir):
+    from stage1 import status
     try:
-        with open(path, "rb") as f:
-            if os.fstat(f.fileno()).st_size < offset:
-                offset = 0
-            f.seek(offset)
-            data = f.read()
-    except FileNotFoundError:
-        return None
-    if tag:
-        # Only whole lines, so a tag never lands in the middle of one.
-        data = data[:data.rfind(b"\n") + 1]
-    if data:
-        shown = data
-        if tag:
-            shown = b"".join(tag.encode() + b"| " + line + b"\n"
-                             for line in data.split(b"\n")[:-1])
-        sys.stdout.buffer.write(shown)
-        sys.stdout.flush()
-    return offset + len(data)
+        return status.read_json(poddir.status_path).get("state") == "exited"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+class _LogFile:
+    """One app's log as a reader sees it, followed across rotations."""
+
+    def __init__(self, path, tag):
+        self.path, self.tag = path, tag
+        self.name = os.path.basename(path)[:-4]
+        self.ino = None
+        self.offset = 0
+
+    def show(self):
+        """Print what was added since the last look; False if there is no log."""
+        try:
+            ino = os.stat(self.path).st_ino
+        except FileNotFoundError:
+            return False
+        if self.ino is not None and ino != self.ino:
+            # Rotated since the last look: the rest of what we were reading
+            # is now the .1 file.
+            self._show_from(self.path + ".1", self.ino)
+            self.offset = 0
+        self.ino = ino
+        self._show_from(self.path, ino)
+        return True
+
+    def _show_from(self, path, ino):
+        try:
+            with open(path, "rb") as f:
+                if os.fstat(f.fileno()).st_ino != ino:
+                    return      # rotated again meanwhile: the next look reads it
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return
+        if self.tag:
+            # Only whole lines, so a tag never lands in the middle of one.
+            data = data[:data.rfind(b"\n") + 1]
+        self.offset += len(data)
+        if self.tag:
+            data = b"".join(self.tag.encode() + b"| " + line + b"\n"
+                            for line in data.split(b"\n")[:-1])
+        if data:
+            _show(data)
 
 
 def wait_ready(poddir, timeout):
@@ -164,11 +247,15 @@ def wait_ready(poddir, timeout):
     path = os.path.join(poddir.stage1_root, "rkt", "supervisor-status")
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
+        ended = _pod_ended(poddir)
         try:
             if os.readlink(path) == "ready":
                 return 0
         except OSError:
             pass
+        if ended:
+            sys.stderr.write("stage1: %s: the pod ended before it was ready\n" % poddir.path)
+            return EXIT_REFUSED
         if deadline is not None and time.monotonic() >= deadline:
             sys.stderr.write("stage1: %s: not ready after %gs\n" % (poddir.path, timeout))
             return EXIT_REFUSED

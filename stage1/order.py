@@ -54,3 +54,30 @@ def next_init(apps):
             continue
         return app, False
     return None, True
+
+
+def stop_time(apps, grace_of):
+    """The slowest a pod stop can be: the longest chain of ordered stops,
+    each app given its own grace.  An app's chain is its grace plus the
+    slowest chain of the apps that come after it (they stop first)."""
+    later = {name: [] for name in apps}
+    for app in apps.values():
+        for dep in app.after:
+            if dep in later:
+                later[dep].append(app.name)
+    total, visiting = {}, set()
+    for name in apps:
+        stack = [name]
+        while stack:       # iterative: a chain of 1000 apps must not recurse
+            top = stack[-1]
+            pending = [n for n in later[top] if n not in total and n not in visiting]
+            if top not in total and pending:
+                visiting.add(top)
+                stack.extend(pending)
+                continue
+            stack.pop()
+            visiting.discard(top)
+            if top not in total:
+                total[top] = grace_of(apps[top]) + max(
+                    [total.get(n, 0.0) for n in later[top]] or [0.0])
+    return max(total.values() or [0.0])

@@ -232,9 +232,9 @@ class PodStatus:
     def __call__(self):
         sup = self.sup
         state = "exited" if sup.done else "stopping" if sup.stopping else "running"
-        if state == self.state:
-            return
-        self.state = state
+        if (state, list(sup.apps)) == self.state:
+            return       # `app add` and `app rm` change the list of apps
+        self.state = (state, list(sup.apps))
         doc = {"state": state, "exitCode": sup.exit_code if sup.done else None,
                "pid": self.pid, "startedAt": rfc3339(self.started_at),
                "finishedAt": rfc3339(__import__("time").time()) if sup.done else None,
@@ -320,13 +320,22 @@ def add_app(poddir, sup, name, runtime_app, stdin_fd, isolation=None):
             raise PodError("no app %r in %s" % (name, poddir.manifest_path))
         spec = specs[0]
     else:
-        reader = manifest._Reader("runtimeApp")
-        spec = manifest.parse_runtime_app(reader, runtime_app, "", poddir.image_app)
+        reader = manifest._Reader("app add")
+        spec = manifest.parse_runtime_app(reader, runtime_app, "runtimeApp", poddir.image_app)
         if spec.name != name:
-            raise PodError("runtimeApp: name: %r does not match --app %r" % (spec.name, name))
+            raise PodError("app add: runtimeApp.name: %r does not match --app %r"
+                           % (spec.name, name))
         spec.index = len(sup.apps)
     app = plan_app(spec, poddir, stdin_fd)
     check_order([app], known=sup.apps)
+    # The pod's apps may come after an app removed earlier and added again.
+    from stage1 import order
+    graph = {n: other.after for n, other in sup.apps.items()}
+    graph[app.name] = app.after
+    cycle = order.find_cycle(graph)
+    if cycle:
+        raise manifest.ManifestError("pod", "annotations", "stage1/after makes a cycle: %s"
+                                     % " -> ".join(cycle))
     if isolation is not None and isolation.isolated:
         isolation.add_app(app, manifest.parse_pod(poddir.read_manifest(), "pod",
                                                   image_apps=poddir.image_app))

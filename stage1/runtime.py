@@ -18,6 +18,13 @@ class LivePod:
         self.relays = {}      # app name -> [LineRelay]
         self.notify_fds = {}
         self.events = EventLog(os.path.join(poddir.path, "events.jsonl"), log.warn)
+        self.ready_path = os.path.join(poddir.stage1_root, "rkt", "supervisor-status")
+        try:
+            os.unlink(self.ready_path)      # a pod directory run again is not ready yet
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            log.warn("unable to remove %s: %s" % (self.ready_path, err.strerror))
         sup.on_event = self.events.emit
         sup.on_ready = self.pod_ready
         sup.prepare = self.prepare
@@ -26,7 +33,7 @@ class LivePod:
                                  loop, sup, log)
         owner = os.stat(poddir.path).st_uid
         self.control = self._open(control.ControlServer, os.path.join(poddir.path, "stage1.sock"),
-                                  loop, sup, log, {0, owner}, add_app)
+                                  loop, sup, log, {0, owner}, add_app, owner)
         if self.control is not None:
             self.control.events = self.events
 
@@ -93,7 +100,7 @@ class LivePod:
 
     def pod_ready(self):
         """rkt's `rkt status --wait-ready` looks for this symlink."""
-        path = os.path.join(self.poddir.stage1_root, "rkt", "supervisor-status")
+        path = self.ready_path
         tmp = path + ".tmp"
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)

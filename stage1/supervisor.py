@@ -61,6 +61,7 @@ class App:
         self.status_text = None           # sd_notify STATUS=
         self.notify_stopping = False      # sd_notify STOPPING=1
         self.remove_when_ended = False
+        self.restart_pending = False      # stage1 app restart: start again once ended
         self.start_after_hook = False
         self.launch = launch
         self.restart = restart
@@ -401,6 +402,10 @@ class Supervisor:
             # pass has started everything it can.
             self._ended_later.append(app)
             return
+        if app.restart_pending and not self.stopping:
+            app.restart_pending = False
+            self.event(app, "start")
+            return
         if app.remove_when_ended:
             self.loop.call_later(0, lambda: self._remove(app))
         if self.stopping:
@@ -452,14 +457,28 @@ class Supervisor:
 
     def add_app(self, app):
         """A new app in a running pod (stage1 app add); it waits for start."""
+        # Held like an app stopped before it started, so that no start pass
+        # (another app ready, an init app done) starts it: only `app start`.
+        app.stop_requested = True
         self.apps[app.name] = app
         if self.status is not None:
             self.status.app(app)
+        self.on_change()
         self._emit("added", app)
+
+    def restart(self, app):
+        """stage1 app restart: stop, then start again once ended.  The end
+        in between is not the pod's: no exit policy, no removal."""
+        app.restart_pending = True
+        self.event(app, "stop")
+        if app.ended and app.restart_pending:
+            app.restart_pending = False
+            self.event(app, "start")
 
     def _remove(self, app):
         if self.apps.get(app.name) is app and app.ended:
             del self.apps[app.name]
+            self.on_change()
             self._emit("removed", app)
             self._wake_waiters()
             self._maybe_finish()
@@ -490,9 +509,8 @@ class Supervisor:
 
     def _longest_grace(self):
         """The pod's deadline covers the slowest chain of ordered stops."""
-        graces = [self.grace if a.grace is None else a.grace for a in self.apps.values()]
-        depth = max([len(a.after) for a in self.apps.values()] or [0])
-        return max([self.grace] + graces) * (1 + depth) if graces else self.grace
+        chain = order.stop_time(self.apps, lambda a: self.grace if a.grace is None else a.grace)
+        return max(self.grace, chain)
 
     def _grace_over(self):
         self.log.debug("grace period over: SIGKILL to everything left")
