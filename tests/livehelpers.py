@@ -224,22 +224,22 @@ def as_user(uid, func, *args):
     return json.loads(data)
 
 
-def notify_code(messages, wait_for_file=None, then_sleep=True):
-    """A python -c app sending each sd_notify message (after wait_for_file
-    exists, if given), then sleeping until stopped."""
+def notify_code(*steps, sleep=True):
+    """A python -c app that goes through steps: a string is one sd_notify
+    datagram to send, ("wait", PATH) waits until PATH exists; then it
+    sleeps until stopped (unless sleep=False)."""
     return (
         "import os, socket, time\n"
-        "def send(m):\n"
+        "for step in %r:\n"
+        "    if isinstance(step, tuple):\n"
+        "        while not os.path.exists(step[1]):\n"
+        "            time.sleep(0.005)\n"
+        "        continue\n"
         "    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
         "    s.connect(os.environ['NOTIFY_SOCKET'])\n"
-        "    s.send(m.encode())\n"
+        "    s.send(step.encode())\n"
         "    s.close()\n"
-        "wait = %r\n"
-        "while wait and not os.path.exists(wait):\n"
-        "    time.sleep(0.005)\n"
-        "for m in %r:\n"
-        "    send(m)\n"
-        "%s\n" % (wait_for_file, list(messages), "time.sleep(3600)" if then_sleep else "")
+        "%s\n" % (list(steps), "time.sleep(3600)" if sleep else "")
     )
 
 
