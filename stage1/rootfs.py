@@ -18,7 +18,6 @@ symlink in the image is followed inside the root, never out of it
 failure: the mount namespace goes away with the init.
 """
 import os
-import posixpath
 
 from stage1 import native
 
@@ -71,22 +70,18 @@ def resolve(root, path):
 
 
 def make_dir(root, path, mode=0o755):
-    """Create `path` (and its parents) inside root; its host path."""
+    """Create `path` (and its parents) inside root; its host path.  What
+    `resolve` returns is free of symlinks up to the first missing
+    component, and nothing after it exists yet."""
     host = resolve(root, path)
-    if not os.path.isdir(host):
-        parent = posixpath.dirname(posixpath.normpath("/" + path))
-        if parent != "/":
-            make_dir(root, parent)
-        os.mkdir(resolve(root, path), mode)
-        host = resolve(root, path)
+    os.makedirs(host, mode, exist_ok=True)
     return host
 
 
 def make_file(root, path):
     """An empty file to bind a file onto; its host path."""
-    parent = posixpath.dirname(posixpath.normpath("/" + path))
-    make_dir(root, parent)
     host = resolve(root, path)
+    os.makedirs(os.path.dirname(host), 0o755, exist_ok=True)
     if not os.path.lexists(host):
         os.close(os.open(host, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
     return host
