@@ -124,3 +124,55 @@ def mounts_below(path):
 def stage1_cmd(*args, cwd=None, timeout=DEADLINE, env=None, stdin=subprocess.DEVNULL):
     return subprocess.run([STAGE1] + [str(a) for a in args], cwd=cwd, timeout=timeout,
                           env=env, stdin=stdin, capture_output=True, text=True)
+
+
+class Proc:
+    """Any command in the background (rkt's entrypoints, stage1 enter);
+    stdout and stderr go to files.  On exit, it and everything below it is
+    SIGKILLed and reaped; with `pod`, `stage1 gc` runs after."""
+
+    def __init__(self, argv, *, cwd=None, env=None, pass_fds=(), pod=None,
+                 stdin=subprocess.DEVNULL):
+        self.pod = pod
+        fd, self._out = tempfile.mkstemp(prefix="s1-out-")
+        os.close(fd)
+        fd, self._err = tempfile.mkstemp(prefix="s1-err-")
+        os.close(fd)
+        with open(self._out, "wb") as out, open(self._err, "wb") as err:
+            self.proc = subprocess.Popen([str(a) for a in argv], cwd=cwd, env=env,
+                                         pass_fds=pass_fds, stdin=stdin, stdout=out,
+                                         stderr=err)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        from podhelpers import kill_tree
+        if self.proc.poll() is None:
+            kill_tree(self.proc.pid)
+        self.proc.wait(DEADLINE)
+        if self.pod is not None:
+            gc(self.pod)
+        for path in (self._out, self._err):
+            os.unlink(path)
+
+    def wait(self, timeout=DEADLINE):
+        return self.proc.wait(timeout)
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stdout(self):
+        with open(self._out, errors="replace") as f:
+            return f.read()
+
+    def stderr(self):
+        with open(self._err, errors="replace") as f:
+            return f.read()
+
+
+def unpack_aci(aci, pod):
+    """What rkt does with a stage1 image: POD/stage1/{manifest,rootfs}."""
+    import tarfile
+    with tarfile.open(aci) as tar:
+        tar.extractall(os.path.join(pod.path, "stage1"))
