@@ -75,13 +75,26 @@ class FileSink:
         self._open()
 
     def lines(self, lines):
+        """Whole lines; the file is rotated before the line that would take
+        it past max_bytes (so a batch read at once may span files), and a
+        line longer than that gets a file of its own."""
         if self.fd is None:
             self._open()
-        data = b"".join(line + b"\n" for line in lines)
-        if self.size and self.size + len(data) > self.max_bytes:
-            self._rotate()
-        write_all(self.fd, data)
-        self.size += len(data)
+        batch, size = [], self.size
+        for line in lines:
+            if size and size + len(line) + 1 > self.max_bytes:
+                self._append(batch)
+                self._rotate()
+                batch, size = [], 0
+            batch.append(line)
+            size += len(line) + 1
+        self._append(batch)
+
+    def _append(self, batch):
+        if batch:
+            data = b"".join(line + b"\n" for line in batch)
+            write_all(self.fd, data)
+            self.size += len(data)
 
     def close(self):
         if self.fd is not None:
@@ -92,8 +105,10 @@ class FileSink:
 class LineRelay:
     """Reads one pipe, hands whole lines to a sink, drains on close."""
 
-    def __init__(self, fd, sink, loop):
+    def __init__(self, fd, sink, loop, warn=None):
         self.fd, self.sink, self.loop = fd, sink, loop
+        self.warn = warn
+        self.failed = False
         self.partial = b""
         os.set_blocking(fd, False)
         loop.add_reader(fd, self._readable)
@@ -138,7 +153,20 @@ class LineRelay:
             out.append(self.partial)
             self.partial = b""
         if out:
-            self.sink.lines(out)
+            self._deliver(out)
+
+    def _deliver(self, lines):
+        """A sink that fails (a full disk, a closed stdout) loses those lines
+        and says so once; the pipe is still read, so the app never blocks
+        on it, and the init goes on."""
+        try:
+            self.sink.lines(lines)
+        except OSError as err:
+            if not self.failed and self.warn is not None:
+                self.warn("unable to write the output of an app (%s): %s; lines are lost"
+                          % (getattr(self.sink, "path", "stdout/stderr"),
+                             err.strerror or err))
+            self.failed = True
 
     def drain(self):
         """Everything in the pipe now, then the partial line (the pod is ending)."""
@@ -146,7 +174,7 @@ class LineRelay:
             if not self.pump():
                 return
         if self.fd is not None and self.partial:
-            self.sink.lines([self.partial])
+            self._deliver([self.partial])
             self.partial = b""
 
     def close(self):

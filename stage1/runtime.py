@@ -77,7 +77,9 @@ class LivePod:
             if not ok:
                 os.close(r)
             elif kind == "log":
-                self.relays.setdefault(app.name, []).append(logs.LineRelay(r, sink, self.loop))
+                relay = logs.LineRelay(r, sink, self.loop, self.log.warn)
+                live = [x for x in self.relays.get(app.name, ()) if x.fd is not None]
+                self.relays[app.name] = live + [relay]     # a restart loop must not pile up
             else:
                 self.notify_fds[app.name] = notify.NotifyFd(r, app, self.loop, self.sup)
 

@@ -23,11 +23,13 @@ import pytest
 
 from podhelpers import (DEADLINE, PY, STAGE1, Pod, Run, Timeout, app, named, py, sh,
                         stage1, wait_for)
+from podhelpers import kill_tree
 from podhelpers import run as run_to_end
 
 __all__ = ["DEADLINE", "PY", "STAGE1", "Pod", "Run", "Timeout", "app", "named", "py", "sh",
            "stage1", "wait_for", "Live", "Conn", "as_user", "notify_code", "write_atomic",
-           "NOBODY", "live", "liveroot", "run_to_end", "send_notify"]
+           "NOBODY", "live", "liveroot", "run_to_end", "send_notify",
+           "kill_tree"]
 
 NOBODY = 65534
 
