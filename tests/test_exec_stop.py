@@ -68,6 +68,17 @@ def test_grace_zero_never_escalates(procs, tmp_path):
     assert init.wait() == 128 + signal.SIGUSR1
 
 
+def test_other_signals_do_not_arm_the_kill_timer(procs, tmp_path):
+    out = tmp_path / "out"
+    init = procs.init(py(STUBBORN, out, signal.SIGHUP), "--grace", "0.3")
+    wait_until(lambda: "ready" in lines(out))
+    init.kill(signal.SIGHUP)             # "reload", not "stop"
+    wait_until(lambda: "got" in lines(out), what="SIGHUP at the app")
+    holds_for(init.running, 1.0, "the init (and its app) running")
+    init.kill(signal.SIGTERM)
+    assert init.wait() == 128 + signal.SIGTERM
+
+
 def test_app_that_stops_on_term_ends_the_init_before_grace(procs, tmp_path):
     init = procs.init(["sleep", "60"], "--grace", "60",
                       "--status-dir", tmp_path, "--name", "app")
