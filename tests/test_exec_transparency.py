@@ -101,6 +101,19 @@ def test_app_gets_inherited_fds_and_none_of_the_inits(procs, tmp_path, pid1):
     assert not [t for t in fds.values() if t.startswith("anon_inode:")]
 
 
+def test_closed_standard_fds_stay_closed_in_the_app(procs):
+    # The init's own fds then take the free low numbers: close-on-exec,
+    # they must not fill the app's 0 and 2.
+    def close_0_and_2():
+        os.close(0)
+        os.close(2)
+    popen = procs.start(exec_argv(py(LIST_FDS)), stdout=subprocess.PIPE,
+                        preexec_fn=close_0_and_2)
+    out, _ = popen.communicate(timeout=15)
+    assert popen.returncode == 0
+    assert set(json.loads(out)) == {"1"}
+
+
 def test_the_init_has_fds_of_its_own_that_apps_do_not_get(procs):
     # The other side of the test above: there is something not to leak.
     init = procs.init(["sleep", "60"])
