@@ -108,16 +108,21 @@ def check_whole(directory):
 
 
 def test_kill_9_of_the_init_leaves_only_whole_status_files(procs, tmp_path):
-    # Kill the init at a spread of moments around its writes.
+    # Kill the init at a spread of moments from its start to a little past
+    # the time one whole run takes here, so that some kills land around its
+    # writes.
+    start = time.monotonic()
+    assert procs.run(["true"], "--status-dir", tmp_path / "whole").returncode == 0
+    whole = time.monotonic() - start
     seen = set()
     for i in range(40):
         d = tmp_path / str(i)
         d.mkdir()
         init = procs.init(["true"], "--status-dir", d)
-        deadline = time.monotonic() + i * 0.002
+        deadline = time.monotonic() + whole * i / 30
         while time.monotonic() < deadline:
             pass
-        init.kill(signal.SIGKILL)
+        init.kill(signal.SIGKILL)       # a zombie not yet waited for takes it too
         init.wait()
         seen.update(check_whole(d))
     assert "true.json" in seen, "no run got as far as writing a status file"
