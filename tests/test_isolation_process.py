@@ -1,0 +1,82 @@
+"""The two processes of an isolated run: the host side passes signals on and
+exits with the pod's code; the init stops the pod when the host side dies;
+stage1 status, ps and app add work on an isolated pod."""
+import os
+import signal
+
+from isohelpers import podbase  # noqa: F401 (a fixture)
+from isohelpers import IsoPod, IsoRun, iso_run, sh_app, stage1_cmd, wait_for
+from podhelpers import alive, _children
+
+
+def test_the_exit_code_is_the_pods(podbase):
+    pod = IsoPod(podbase, [sh_app("a", "exit 3")])
+    assert iso_run(pod)[0] == 3
+    pod = IsoPod(podbase, [sh_app("a", "kill -USR1 $$")])
+    assert iso_run(pod)[0] == 128 + signal.SIGUSR1
+
+
+def test_the_host_side_passes_signals_on_to_the_apps(podbase):
+    pod = IsoPod(podbase, [sh_app("a", "trap 'echo got HUP' HUP; trap 'echo got USR2' USR2; "
+                                       "echo ready; while :; do sleep 0.01; done")])
+    with IsoRun(pod) as r:
+        wait_for(lambda: r.stdout() == "ready\n", what="the app's traps")
+        for sig in (signal.SIGHUP, signal.SIGUSR2):
+            os.kill(r.proc.pid, sig)       # the host side, not the init
+        wait_for(lambda: "got USR2" in r.stdout(), what="the signals to arrive")
+        assert r.stdout().splitlines() == ["ready", "got HUP", "got USR2"]
+        os.kill(r.proc.pid, signal.SIGTERM)
+        assert r.wait() == 0
+    assert pod.status("a")["reason"] == "Stopped"
+
+
+def test_the_init_stops_the_pod_when_the_host_side_dies(podbase):
+    pod = IsoPod(podbase, [sh_app("a", "trap 'echo stopped > /v/stopped; exit 0' TERM; "
+                                       "while :; do sleep 0.01; done")],
+                 volumes=[{"name": "v", "kind": "empty"}])
+    pod.manifest["apps"][0]["mounts"] = [{"volume": "v", "path": "/v"}]
+    pod.write()
+    with IsoRun(pod) as r:
+        pod.wait_state("a", "running")
+        init = int(pod.read("pid"))
+        os.kill(r.proc.pid, signal.SIGKILL)
+        r.proc.wait()
+        wait_for(lambda: not alive(init), what="the pod to end")
+    with open(os.path.join(pod.root, "rkt", "volumes", "v", "stopped")) as f:
+        assert f.read() == "stopped\n"
+    assert pod.status("a")["reason"] == "Stopped"
+
+
+def test_status_and_ps_of_an_isolated_pod(podbase):
+    pod = IsoPod(podbase, [sh_app("a", "exec sleep 60")])
+    with IsoRun(pod):
+        pod.wait_state("a", "running")
+        init = int(pod.read("pid"))
+        app = wait_for(lambda: _children(init), what="the app")[0]
+        ps = stage1_cmd("ps", pod.path)
+        assert ps.returncode == 0, ps.stderr
+        rows = [l.split() for l in ps.stdout.splitlines()[1:]]
+        assert [r[:2] for r in rows] == [["(init)", str(init)], ["a", str(app)]]
+        status = stage1_cmd("status", pod.path)
+        assert status.returncode == 0 and "pod %s: running" % pod.path in status.stdout
+
+
+def test_an_app_added_to_an_isolated_pod_is_isolated_too(podbase):
+    first = sh_app("a", "exec sleep 60")
+    second = sh_app("b", "hostname; readlink /proc/self/root; ls /proc | grep -c '^[0-9]'",
+                    isolators=[{"name": "os/linux/no-new-privileges", "value": True}])
+    pod = IsoPod(podbase, [first, second])
+    pod.manifest["apps"] = [first]
+    pod.write()
+    with IsoRun(pod, "--mutable") as r:
+        pod.wait_state("a", "running")
+        pod.manifest["apps"] = [first, second]
+        pod.write()
+        for op in ("add", "start"):
+            done = stage1_cmd("app", op, pod.path, "--app", "b")
+            assert done.returncode == 0, done.stderr
+        pod.wait_state("b", "exited")
+        hostname, root, count = r.stdout().split()
+        assert (hostname, root) == ("rkt-" + pod.uuid, "/")
+        assert int(count) <= 6       # the init, a, b's shell, ls, grep: not the host's
+        assert pod.code("b") == 0
