@@ -72,32 +72,36 @@ def hierarchies(mountinfo="/proc/self/mountinfo", cgroup="/proc/self/cgroup"):
         return []
     found = []
     for line in mounts:
-        fields = line.split()
-        sep = fields.index("-")
-        fstype, root, target = fields[sep + 1], fields[3], fields[4].replace("\\040", " ")
-        if fstype == "cgroup":
-            controllers = set(fields[sep + 3].split(",")) & set(USED)
-            key = sorted(controllers)[0] if controllers else None
-        elif fstype == "cgroup2":
-            controllers = _v2_controllers(target) & set(USED)
-            key = ""
-        else:
-            continue
-        if key is None or key not in own or any(h.mount == target or
-                                                (h.version == 1 and h.controllers == controllers)
-                                                for h in found):
-            continue
-        path = own[key]
-        # A mount of a subtree (a cgroup namespace, a container) shows paths
-        # relative to its root.
-        if root != "/" and (path + "/").startswith(root.rstrip("/") + "/"):
-            path = path[len(root.rstrip("/")):] or "/"
-        found.append(Hierarchy(target, 1 if fstype == "cgroup" else 2, controllers, path))
+        h = _hierarchy(line.split(), own)
+        if h is not None and not any(o.mount == h.mount or (
+                o.version == 1 and o.controllers == h.controllers) for o in found):
+            found.append(h)
     v1 = set().union(*[h.controllers for h in found if h.version == 1])
     for h in found:
         if h.version == 2:
             h.controllers -= v1
     return [h for h in found if h.controllers]
+
+
+def _hierarchy(fields, own):
+    """A Hierarchy from one line of mountinfo, or None."""
+    sep = fields.index("-")
+    fstype, root, target = fields[sep + 1], fields[3], fields[4].replace("\\040", " ")
+    if fstype == "cgroup":
+        controllers = set(fields[sep + 3].split(",")) & set(USED)
+        key = sorted(controllers)[0] if controllers else None
+    elif fstype == "cgroup2":
+        controllers, key = _v2_controllers(target) & set(USED), ""
+    else:
+        return None
+    if key is None or key not in own:
+        return None
+    path = own[key]
+    # A mount of a subtree (a cgroup namespace, a container) shows paths
+    # relative to its root.
+    if root != "/" and (path + "/").startswith(root.rstrip("/") + "/"):
+        path = path[len(root.rstrip("/")):] or "/"
+    return Hierarchy(target, 1 if fstype == "cgroup" else 2, controllers, path)
 
 
 def _v2_controllers(mount):

@@ -181,7 +181,8 @@ def prepare_app(a, console):
         extra = (NOTIFY_PATH,) if a.notify else ()
         rootfs.prepare(a.root, a.mounts, a.read_only, console, extra)
     except OSError as err:
-        raise PodError("app %s: unable to prepare its root %s: %s" % (a.name, a.root, err))
+        raise PodError("app %s: unable to prepare its root %s: %s"
+                       % (a.name, a.root, error_text(err)))
 
 
 def _device_rule(console):
@@ -385,40 +386,60 @@ def run(the_plan, poddir, opts, log, supervise, keep_lock_fd):
     sigfd, mask, ignored = native.take_signals()
     signals = spawn.SignalState(mask, ignored)
     keep_lock_fd(log)
-    name = os.path.basename(poddir.path)
-    init.set_title("stage1 run: %s" % name)
+    init.set_title("stage1 run: %s" % os.path.basename(poddir.path))
     try:
         iso.create_cgroups(log)
         native.unshare(native.CLONE_NEWPID)
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
     except OSError as err:
-        log.warn(err.strerror or str(err))
+        log.warn(error_text(err))
         iso.remove_cgroups(log)
         return EXIT_FAILURE
     if pid == 0:
         os.close(ready_w)
-        code = EXIT_FAILURE
-        try:
-            code = pod_init(the_plan, poddir, opts, ready_r, sigfd, signals, supervise)
-        except BaseException:
-            import traceback
-            traceback.print_exc()
-        finally:
-            os._exit(code)
+        _run_pod_init(the_plan, poddir, opts, ready_r, sigfd, signals, supervise)
     os.close(ready_r)
+    written = _record(poddir, pid, ready_w, log)
+    code = wait_passing_signals(sigfd, pid)
+    iso.remove_cgroups(log)
+    return code if written else EXIT_FAILURE
+
+
+def _run_pod_init(*args):
+    """The child: never returns to the caller's stack."""
+    code = EXIT_FAILURE
+    try:
+        code = pod_init(*args)
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def _record(poddir, pid, ready_w, log):
+    """POD/pid and POD/ppid, then tell the init (pid, or an empty line)."""
     try:
         poddir.write_pids(pid, os.getpid())
         written = True
     except OSError as err:
         log.warn("unable to write %s: %s" % (poddir.pid_path, err.strerror))
         written = False
-    # ready_w stays open while the host side lives: its EOF tells the init
-    # that we are gone (before or after POD/pid was written).
-    os.write(ready_w, b"%d\n" % pid if written else b"\n")
-    code = wait_passing_signals(sigfd, pid)
-    iso.remove_cgroups(log)
-    return code if written else EXIT_FAILURE
+    try:
+        # ready_w stays open while the host side lives: its EOF tells the
+        # init that we are gone.  EPIPE: the init failed already.
+        os.write(ready_w, b"%d\n" % pid if written else b"\n")
+    except OSError:
+        pass
+    return written
+
+
+def error_text(err):
+    """One line for an OSError: its message, and the file when it names one."""
+    if not isinstance(err, OSError) or not err.strerror:
+        return str(err)
+    return "%s: %s" % (err.filename, err.strerror) if err.filename else err.strerror
 
 
 def wait_passing_signals(sigfd, child):
@@ -464,7 +485,7 @@ def pod_init(the_plan, poddir, opts, ready_fd, parent_sigfd, signals, supervise)
             return EXIT_FAILURE
         iso.prepare_roots()
     except (OSError, PodError) as err:
-        log.warn(str(err))
+        log.warn(error_text(err))
         return EXIT_FAILURE
     for app in the_plan.apps:
         iso.bind(app)

@@ -82,9 +82,11 @@ def parse_quantity(text):
     if not found:
         raise ValueError("%r is not a quantity (such as \"512Mi\", \"1G\" or \"500m\")" % text)
     number, suffix = Fraction(found.group(1)), found.group(2) or ""
-    if suffix[:1] in ("e", "E"):
+    if suffix in _SUFFIX:
+        return number * _SUFFIX[suffix]
+    if suffix:          # an exponent: e3, E-2
         return number * Fraction(10) ** int(suffix[1:])
-    return number * _SUFFIX.get(suffix, 1)
+    return number
 
 
 def _ceil(value):
