@@ -1,7 +1,9 @@
 """The pod directory, in rkt's layout: paths, the pid file, the lock fd.
 
     POD/pod                          the PodManifest
-    POD/pid, POD/ppid                the init's PID (and its parent's) in its own PID namespace
+    POD/pid, POD/ppid                the init's PID (and its parent's) in its own PID namespace;
+                                     for an isolated pod (isolate.py), as the host sees them
+    POD/cgroups                      the cgroups of an isolated pod (cgroups.py), for gc
     POD/pod-status.json              pod state, exit code, times
     POD/stage1/rootfs                the stage1 root when it exists, else POD itself
     <stage1 root>/opt/stage2/<app>/  the app's image: manifest and rootfs

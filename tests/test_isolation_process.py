@@ -80,3 +80,14 @@ def test_an_app_added_to_an_isolated_pod_is_isolated_too(podbase):
         assert (hostname, root) == ("rkt-" + pod.uuid, "/")
         assert int(count) <= 6       # the init, a, b's shell, ls, grep: not the host's
         assert pod.code("b") == 0
+
+
+def test_the_notify_socket_is_inside_the_apps_that_use_it(podbase):
+    pod = IsoPod(podbase, [
+        sh_app("a", "echo $NOTIFY_SOCKET; test -S $NOTIFY_SOCKET && echo a-socket",
+               annotations={"stage1/notify": "systemd"}),
+        sh_app("b", "test -e /run/stage1/notify.sock || echo b-none")],
+        annotations={"stage1/exit-policy": "untilAll"})
+    code, out, err = iso_run(pod)
+    assert code == 0, err
+    assert sorted(out.split()) == ["/run/stage1/notify.sock", "a-socket", "b-none"]
