@@ -5,7 +5,7 @@ import os
 import signal
 
 from isohelpers import podbase  # noqa: F401 (a fixture)
-from isohelpers import IsoPod, IsoRun, iso_run, sh_app, stage1_cmd, wait_for
+from isohelpers import IsoPod, IsoRun, gc, iso_run, sh_app, stage1_cmd, wait_for, STAGE1
 from podhelpers import alive, _children
 
 
@@ -91,3 +91,39 @@ def test_the_notify_socket_is_inside_the_apps_that_use_it(podbase):
     code, out, err = iso_run(pod)
     assert code == 0, err
     assert sorted(out.split()) == ["/run/stage1/notify.sock", "a-socket", "b-none"]
+
+
+def test_interactive_with_a_terminal_makes_it_the_console(podbase):
+    import pty
+    import select
+    import time
+    pod = IsoPod(podbase, [sh_app("a", "stat -c '%t' /dev/console; read x; echo got $x")])
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(STAGE1, [STAGE1, "run", "--interactive", pod.path])
+    out, sent, deadline = b"", False, time.monotonic() + 10
+    try:
+        while b"got hello" not in out and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.1)[0]:
+                try:
+                    out += os.read(fd, 1024)
+                except OSError:
+                    break
+            if not sent and b"\n" in out:
+                os.write(fd, b"hello\n")
+                sent = True
+    finally:
+        ended = []
+        try:
+            wait_for(lambda: ended.append(os.waitpid(pid, os.WNOHANG)) or ended[-1][0],
+                     what="stage1 run to end")
+        finally:
+            if not ended or not ended[-1][0]:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            os.close(fd)
+            wait_for(lambda: gc(pod).returncode == 0, what="gc")
+    assert os.WEXITSTATUS(ended[-1][1]) == 0
+    lines = out.decode().split()
+    assert lines[0] == "88"       # 136, a pseudo-terminal: the one stage1 runs on
+    assert "got" in lines and lines[-1] == "hello"
