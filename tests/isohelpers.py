@@ -97,11 +97,17 @@ class IsoRun(Run):
 
     def __exit__(self, *exc):
         super().__exit__(*exc)
-        gc(self.pod)
+        gc_until_clean(self.pod)
 
 
 def gc(pod):
     return stage1("gc", pod.uuid, cwd=pod.path)
+
+
+def gc_until_clean(pod):
+    """After a SIGKILL the pod's processes take a moment to leave their
+    cgroups: gc until it has nothing left to remove."""
+    wait_for(lambda: gc(pod).returncode == 0, what="stage1 gc of %s" % pod.path)
 
 
 def iso_run(pod, *args, timeout=DEADLINE, **kw):
@@ -152,7 +158,7 @@ class Proc:
             kill_tree(self.proc.pid)
         self.proc.wait(DEADLINE)
         if self.pod is not None:
-            gc(self.pod)
+            gc_until_clean(self.pod)
         for path in (self._out, self._err):
             os.unlink(path)
 
