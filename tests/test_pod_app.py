@@ -257,3 +257,16 @@ def test_isolators_and_mounts_are_reported_once(tmp_path):
     assert len([l for l in lines if "mounts" in l]) == 1
     assert len(lines) == 3
     assert all("is not applied" in l for l in lines)
+
+
+def test_user_lookup_reads_a_changed_passwd_again(tmp_path):
+    from stage1 import users
+    root = str(tmp_path)
+    os.makedirs(os.path.join(root, "etc"))
+    with open(os.path.join(root, "etc", "passwd"), "w") as f:
+        f.write("alice:x:1500:1600::/:/bin/sh\n")
+    assert users.resolve("alice", root, "passwd") == 1500
+    with open(os.path.join(root, "etc", "passwd"), "w") as f:
+        f.write("alice:x:2500:1600::/:/bin/sh\nbob:x:7:7::/:/bin/sh\n")
+    assert users.resolve("alice", root, "passwd") == 2500
+    assert users.resolve("bob", root, "passwd") == 7
