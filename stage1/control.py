@@ -184,23 +184,24 @@ class ControlServer:
 
     def op_stop(self, client, req):
         app = self._app(req)
+        app.restart_pending = False        # a stop overrides a restart under way
         self.sup.event(app, "stop")
         self._answer_when(client, app, lambda: app.ended)
 
     def op_restart(self, client, req):
         app = self._app(req)
         self._refuse_when_stopping()
-        old_pid = app.pid
         self.sup.restart(app)
-        # Done once the new run has begun (or failed to); a pod that
-        # started stopping meanwhile answers with the app as it ended.
+        # Done once the new run has begun or failed to (or a stop, an rm or
+        # the pod's stop came first: then the app as it ended).
         self._answer_when(client, app, lambda: (
-            app.state in (RUNNING, EXITED, BACKOFF) and app.pid != old_pid and
-            not app.restart_pending) or (self.sup.stopping and app.ended))
+            not app.restart_pending and (app.state in (RUNNING, BACKOFF) or app.ended))
+            or (self.sup.stopping and app.ended))
 
     def op_rm(self, client, req):
         app = self._app(req)
         app.remove_when_ended = True
+        app.restart_pending = False
         if app.ended:
             self.sup._remove(app)
         else:

@@ -147,8 +147,9 @@ class Supervisor:
     def _start(self, app, *args):
         if app.hook_pid is not None:
             # The post-stop handler of the last run is still going: the next
-            # run starts when it is done.
+            # run starts when it is done (unless a stop comes first).
             app.start_after_hook = True
+            app.stop_requested = False
             return
         app.stop_requested = app.killed = False
         if app.pre_start:
@@ -379,9 +380,16 @@ class Supervisor:
             app.start_after_hook = False
             if not self.stopping and not app.stop_requested:
                 self._start(app)
+        self._wake_waiters()       # app.ended changed with hook_pid
         if self.stopping:
             self._stop_eligible()
         self._maybe_finish()
+
+    def _cancel_start(self, app, *args):
+        """A stop while a start waits for the last post-stop handler."""
+        if app.start_after_hook:
+            app.start_after_hook = False
+            app.stop_requested = True
 
     # -- policies ----------------------------------------------------------
 
@@ -672,7 +680,7 @@ TRANSITIONS = {
                "backoff_done": S._nothing, "prestart_done": S._nothing},
     BACKOFF:  {"start": S._nothing, "stop": S._stop_waiting, "kill": S._nothing,
                "exit": S._nothing, "backoff_done": S._start, "prestart_done": S._nothing},
-    EXITED:   {"start": S._start, "stop": S._nothing, "kill": S._nothing,
+    EXITED:   {"start": S._start, "stop": S._cancel_start, "kill": S._nothing,
                "exit": S._nothing, "backoff_done": S._nothing, "prestart_done": S._nothing},
 }
 del S

@@ -302,10 +302,11 @@ def test_a_client_that_hangs_up_mid_request_changes_nothing(live):
     assert pod.snapshot() == before
 
 
-def test_requests_to_a_stopping_pod_are_refused(live):
-    pod = live([app("a", sh("trap 'echo term' TERM; while :; do sleep 0.01; done"),
-                    annotations={"stage1/stop-timeout": "5"})])
-    pod.wait_event("pod-ready")
+def test_requests_to_a_stopping_pod_are_refused(live, liveroot):
+    log = os.path.join(liveroot, "log")
+    script = "trap '' TERM; echo up > %s; while :; do sleep 3600 & wait; done" % log
+    pod = live([app("a", sh(script), annotations={"stage1/stop-timeout": "5"})])
+    _trap_set(log)
     pod.run.signal(15)
     pod.wait_event("stopping", "a")
     for op in ("start", "restart"):
@@ -414,3 +415,64 @@ def test_add_refuses_a_cycle_through_apps_already_in_the_pod(live):
     answer = pod.request({"op": "add", "app": "c", "runtimeApp": c})
     assert not answer["ok"] and "stage1/after makes a cycle" in answer["error"], answer
     assert pod.snapshot() == before
+
+
+def _slow_to_stop(name, log):
+    """Takes a moment to end after SIGTERM, so requests can meet it stopping."""
+    script = ("trap 'sleep 0.3; exit 0' TERM; echo run >> %s; while :; do sleep 3600 & wait; done"
+              % log)
+    return app(name, sh(script))
+
+
+def _trap_set(log):
+    wait_for(lambda: os.path.exists(log) and open(log).read(), what="the app's trap")
+
+
+def test_a_stop_during_a_restart_wins(live, liveroot):
+    log = os.path.join(liveroot, "log")
+    pod = live([_slow_to_stop("a", log), app("b", SLEEP)])
+    _trap_set(log)
+    with pod.conn() as restart:
+        restart.send_obj({"op": "restart", "app": "a"})
+        pod.wait_event("stopping", "a")
+        assert pod.request({"op": "stop", "app": "a"})["state"] == "exited"
+        answer = restart.obj()
+    assert answer["ok"] and answer["state"] == "exited"
+    assert pod.apps()["a"][0] == "exited" and pod.kinds("a").count(("started", "a")) == 1
+    with open(log) as f:
+        assert f.read() == "run\n"
+
+
+def test_an_rm_during_a_restart_removes(live, liveroot):
+    log = os.path.join(liveroot, "log")
+    pod = live([_slow_to_stop("a", log), app("b", SLEEP)])
+    _trap_set(log)
+    with pod.conn() as restart:
+        restart.send_obj({"op": "restart", "app": "a"})
+        pod.wait_event("stopping", "a")
+        assert pod.request({"op": "rm", "app": "a"})["removed"] is True
+        assert restart.obj()["state"] == "exited"
+    assert set(pod.apps()) == {"b"}
+
+
+def test_a_restart_waits_for_the_post_stop_handler(live, liveroot):
+    log = os.path.join(liveroot, "log")
+    a = app("a", sh("echo run >> %s; exec sleep 3600" % log), eventHandlers=[
+        {"name": "post-stop", "exec": ["/bin/sh", "-c", "sleep 0.1; echo post-stop >> %s" % log]}])
+    pod = live([a, app("b", SLEEP)])
+    pod.wait_event("pod-ready")
+    answer = pod.request({"op": "restart", "app": "a"})
+    assert answer["ok"] and answer["state"] == "running"
+    wait_for(lambda: open(log).read().count("run") == 2, what="the second run")
+    with open(log) as f:
+        assert f.read() == "run\npost-stop\nrun\n"
+
+
+def test_restart_of_an_app_that_cannot_exec_answers_its_failure(live):
+    pod = live([app("a", SLEEP), app("b", SLEEP)], None, "--mutable")
+    pod.wait_event("pod-ready")
+    bad = app("c", ["/nonexistent/prog"])
+    assert pod.request({"op": "add", "app": "c", "runtimeApp": bad})["ok"]
+    answer = pod.request({"op": "restart", "app": "c"})
+    assert answer["ok"] and (answer["state"], answer["exitCode"]) == ("exited", 127)
+    assert pod.run.alive()

@@ -3,7 +3,7 @@ annotations, reverse stop order with each app's own grace."""
 import os
 
 from livehelpers import (Pod, app, live, liveroot, notify_code, py, run_to_end,  # noqa: F401
-                         sh, stage1)
+                         sh, stage1, wait_for)
 
 SLEEP = ["/bin/sleep", "3600"]
 
@@ -160,8 +160,26 @@ def _recorder(name, log, ignore=False, **annotations):
     """An app that writes `<name> TERM` to log on SIGTERM, then exits (or
     goes on, with ignore)."""
     on_term = "echo %s TERM >> %s" % (name, log) + ("" if ignore else "; exit 0")
-    script = "trap '%s' TERM; while :; do sleep 3600 & wait; done" % on_term
+    script = ("trap '%s' TERM; echo %s up >> %s; while :; do sleep 3600 & wait; done"
+              % (on_term, name, log))
     return app(name, sh(script), annotations=annotations)
+
+
+def _all_up(log, names):
+    """Wait until every recorder has set its trap; then its TERM lines, later."""
+    def up():
+        try:
+            with open(log) as f:
+                text = f.read()
+        except FileNotFoundError:
+            return False
+        return all("%s up\n" % n in text for n in names)
+    wait_for(up, what="the apps' traps")
+
+
+def _terms(log):
+    with open(log) as f:
+        return [l for l in f.read().split("\n") if l.endswith(" TERM")]
 
 
 def test_stop_goes_in_reverse_start_order(live, liveroot):
@@ -169,11 +187,10 @@ def test_stop_goes_in_reverse_start_order(live, liveroot):
     pod = live([_recorder("c", log, **{"stage1/after": "b"}),
                 _recorder("a", log),
                 _recorder("b", log, **{"stage1/after": "a"})])
-    pod.wait_event("pod-ready")
+    _all_up(log, "abc")
     assert stage1("stop", pod.path).returncode == 0
     assert pod.wait_end() == 0
-    with open(log) as f:
-        assert f.read() == "c TERM\nb TERM\na TERM\n"
+    assert _terms(log) == ["c TERM", "b TERM", "a TERM"]
     ev = pod.events()
     _before(ev, ("exited", "c"), ("stopping", "b"))
     _before(ev, ("exited", "b"), ("stopping", "a"))
@@ -199,13 +216,12 @@ def test_each_app_stops_with_its_own_grace(live, liveroot):
                 _recorder("c", log, ignore=True, **{"stage1/after": "a",
                                                     "stage1/stop-timeout": "0.2"})],
                None, "--grace", "60")
-    pod.wait_event("pod-ready")
+    _all_up(log, "ac")
     pod.run.signal(15)
     assert pod.wait_end(timeout=10) == 0
     assert pod.status("c")["reason"] == "Killed"
     assert pod.status("a")["reason"] == "Stopped"
-    with open(log) as f:
-        assert f.read() == "c TERM\na TERM\n"
+    assert _terms(log) == ["c TERM", "a TERM"]
     _before(pod.events(), ("exited", "c"), ("stopping", "a"))
 
 
@@ -219,11 +235,10 @@ def test_a_long_chain_gets_every_grace_before_the_pod_gives_up(live, liveroot):
                 _recorder("c", log, ignore=True, **dict(grace, **{"stage1/after": "b"})),
                 _recorder("d", log, ignore=True, **dict(grace, **{"stage1/after": "c"}))],
                None, "--grace", "0.3")
-    pod.wait_event("pod-ready")
+    _all_up(log, "abcd")
     pod.run.signal(15)
     assert pod.wait_end() == 0
-    with open(log) as f:
-        assert f.read() == "d TERM\nc TERM\nb TERM\na TERM\n"
+    assert _terms(log) == ["d TERM", "c TERM", "b TERM", "a TERM"]
     assert [pod.status(n)["reason"] for n in "abcd"] == ["Killed"] * 4
 
 
