@@ -125,6 +125,7 @@ def plan_app(spec, poddir, stdin_fd):
                             cwd=spec.working_directory, uid=uid, gid=gid, groups=groups,
                             fd_map=[stdin_fd, 1, 2], close_fds=True)
 
+    _image_notify(spec, poddir)
     features = app_features(spec, at)
     if features["notify"] == "systemd":
         env["NOTIFY_SOCKET"] = os.path.join(poddir.path, NOTIFY_SOCKET_NAME)
@@ -138,6 +139,27 @@ def plan_app(spec, poddir, stdin_fd):
     app.spec = spec
     app.make_launch = launch
     return app
+
+
+SUPPORTS_NOTIFY = "appc.io/executor/supports-systemd-notify"
+
+
+def _image_notify(spec, poddir):
+    """appc's notify annotation lives in the image manifest, and rkt puts
+    an app section in every RuntimeApp, so the image's annotations are not
+    merged in: look in the image manifest for this one, when there is one."""
+    a = spec.annotations
+    if "stage1/notify" in a or SUPPORTS_NOTIFY in a:
+        return
+    path = os.path.join(poddir.app_dir(spec.name), "manifest")
+    if not os.path.exists(path):
+        return
+    try:
+        _, image_annotations, _ = poddir.image_app(spec.name)
+    except ValueError:
+        return      # an unreadable image manifest says nothing about notify
+    if image_annotations.get(SUPPORTS_NOTIFY) == "true":
+        a[SUPPORTS_NOTIFY] = "true"
 
 
 def _int(value, where, low, high):

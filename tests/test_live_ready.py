@@ -268,3 +268,24 @@ def test_stage1_rootfs_layout_puts_the_symlink_there(live):
     wait_for(lambda: os.path.islink(link), what="the symlink")
     assert os.readlink(link) == "ready"
     assert stage1("status", pod.path, "--wait-ready", "--timeout", "5").returncode == 0
+
+
+def test_image_notify_annotation_counts_beside_an_app_section(live, liveroot):
+    """rkt writes an app section into every RuntimeApp; the image's
+    annotations are then only in the image manifest."""
+    go = os.path.join(liveroot, "go")
+
+    def image(p):
+        d = p.app_dir("svc")
+        os.makedirs(d)
+        with open(os.path.join(d, "manifest"), "w") as f:
+            json.dump({"acKind": "ImageManifest", "acVersion": "0.8.11", "name": "example.com/svc",
+                       "app": {"exec": ["/bin/false"], "user": "0", "group": "0"},
+                       "annotations": [{"name": "appc.io/executor/supports-systemd-notify",
+                                        "value": "true"}]}, f)
+    pod = live([app("svc", py(notify_code(("wait", go), "READY=1"))), app("plain", SLEEP)],
+               before_run=image)
+    assert pod.wait_status("svc", state="running")["ready"] is False
+    open(go, "w").close()
+    assert pod.wait_status("svc", ready=True)
+    assert pod.status("plain")["ready"] is True
