@@ -80,10 +80,13 @@ class PodIsolation:
     # -- spawn options -------------------------------------------------------
 
     def bind(self, app):
-        """Make every launch of a supervisor.App (hooks too) isolated."""
+        """Make every launch of a supervisor.App (hooks too) isolated.
+        Before prepare_roots: whether the app speaks sd_notify is the
+        App's to say (podmode reads it from the image manifest too)."""
         a = self.apps.get(app.name)
         if a is None:
             return
+        a.notify = getattr(app, "notify", None) == "systemd"
         make = app.make_launch
 
         def launch(argv):
@@ -167,10 +170,10 @@ class PodIsolation:
         a = check_app(app.spec, pod, self.poddir)
         if self.layout is not None:
             cgroups.create_app(self.layout, self.record_path, a.name, a.limits)
-        prepare_app(a, self.console)
-        self.bind_notify_socket([a])
         self.apps[a.name] = a
         self.bind(app)
+        prepare_app(a, self.console)
+        self.bind_notify_socket([a])
 
 
 NOTIFY_ENV = "NOTIFY_SOCKET="
@@ -298,11 +301,8 @@ def check_app(spec, pod, poddir):
         raise manifest.ManifestError("pod", "apps[%d].name" % spec.index,
                                      "the root of app %s, %s, %s" % (spec.name, root, what))
     limits, unapplied = isolators.parse(spec.isolators, source, "app")
-    a = spec.annotations
-    notify = a.get("stage1/notify", "systemd" if a.get(
-        "appc.io/executor/supports-systemd-notify") == "true" else None) == "systemd"
     return AppIsolation(spec.name, root, limits, check_mounts(spec, pod, poddir),
-                        spec.read_only_rootfs, notify, unapplied)
+                        spec.read_only_rootfs, False, unapplied)
 
 
 def _target(path, source, where):
@@ -478,6 +478,8 @@ def pod_init(the_plan, poddir, opts, ready_fd, parent_sigfd, signals, supervise)
         # side only, which passes it on once.
         os.setpgid(0, 0)
     iso = the_plan.isolation
+    for app in the_plan.apps:
+        iso.bind(app)
     try:
         iso.enter_namespaces()
         host_pid = _wait_for_host_side(ready_fd)
@@ -487,8 +489,6 @@ def pod_init(the_plan, poddir, opts, ready_fd, parent_sigfd, signals, supervise)
     except (OSError, PodError) as err:
         log.warn(error_text(err))
         return EXIT_FAILURE
-    for app in the_plan.apps:
-        iso.bind(app)
     return supervise(the_plan, poddir, opts, log, sigfd, signals, pid=host_pid,
                      before_start=iso.bind_notify_socket)
 
