@@ -41,6 +41,7 @@ from stage1.pod import PodError
 EXIT_FAILURE = 254
 NET_HOST, NET_NONE = "host", "none"
 NOTIFY_PATH = "/run/stage1/notify.sock"
+NOTIFY_ENV = "NOTIFY_SOCKET="
 NOT_IMPLEMENTED = "stage1 does not implement it"
 NOT_ISOLATED = "this pod runs without isolation"
 RESERVED_TARGETS = ("/", "/proc", "/sys", "/dev")
@@ -50,11 +51,11 @@ SIGCHLD, SIGTERM = 17, 15
 class AppIsolation:
     """One app's root, mounts and limits, as decided at plan time."""
 
-    def __init__(self, name, root, limits, mounts, read_only, notify, unapplied):
+    def __init__(self, name, root, limits, mounts=(), read_only=False, unapplied=()):
         self.name, self.root = name, root
         self.limits, self.mounts, self.read_only = limits, mounts, read_only
-        self.notify = notify            # uses sd_notify: the socket goes in its root
         self.unapplied = unapplied
+        self.notify = False             # speaks sd_notify: the socket goes in its root
 
 
 class PodIsolation:
@@ -64,7 +65,6 @@ class PodIsolation:
         self.unapplied = []          # (name, where, why) to report once each
         self.apps = {}
         self.pod_limits = None
-        self.volumes = {}
         self.hostname = self.net = None
         self.private_ipc = True
         self.caps_disabled = False
@@ -72,6 +72,7 @@ class PodIsolation:
         self.layout = None
         self.needs_cgroups = False
         self.default_caps = 0
+        self.log = None              # the init's, once it runs
 
     @property
     def record_path(self):
@@ -160,8 +161,13 @@ class PodIsolation:
         onto the placeholder file each app that uses it got with its root."""
         source = os.path.join(self.poddir.path, "notify.sock")
         for a in apps or self.apps.values():
-            if a.notify and os.path.exists(source):
+            if not a.notify or not os.path.exists(source):
+                continue
+            try:
                 rootfs.bind(source, rootfs.resolve(a.root, NOTIFY_PATH))
+            except OSError as err:
+                self.log.warn("%s: no sd_notify socket in its root: %s"
+                              % (a.name, error_text(err)))
 
     def add_app(self, app, pod):
         """stage1 app add in a running isolated pod: check, cgroups, root."""
@@ -174,9 +180,6 @@ class PodIsolation:
         self.bind(app)
         prepare_app(a, self.console)
         self.bind_notify_socket([a])
-
-
-NOTIFY_ENV = "NOTIFY_SOCKET="
 
 
 def prepare_app(a, console):
@@ -302,7 +305,7 @@ def check_app(spec, pod, poddir):
                                      "the root of app %s, %s, %s" % (spec.name, root, what))
     limits, unapplied = isolators.parse(spec.isolators, source, "app")
     return AppIsolation(spec.name, root, limits, check_mounts(spec, pod, poddir),
-                        spec.read_only_rootfs, False, unapplied)
+                        spec.read_only_rootfs, unapplied)
 
 
 def _target(path, source, where):
@@ -478,6 +481,7 @@ def pod_init(the_plan, poddir, opts, ready_fd, parent_sigfd, signals, supervise)
         # side only, which passes it on once.
         os.setpgid(0, 0)
     iso = the_plan.isolation
+    iso.log = log
     for app in the_plan.apps:
         iso.bind(app)
     try:
@@ -519,8 +523,7 @@ def for_enter(spec, poddir):
     iso.isolated = True
     iso.default_caps = isolators.mask(isolators.DEFAULT_CAPS)
     limits, _ = isolators.parse(spec.isolators, spec.app_source[0], "app")
-    iso.apps[spec.name] = AppIsolation(spec.name, poddir.app_root(spec.name), limits, [],
-                                       False, False, [])
+    iso.apps[spec.name] = AppIsolation(spec.name, poddir.app_root(spec.name), limits)
     record = cgroups.load_record(iso.record_path)
     if record is not None:
         iso.layout = cgroups.Layout.recorded(record)
