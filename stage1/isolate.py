@@ -123,6 +123,7 @@ class PodIsolation:
         for accounting only: a failure is reported and the pod runs on."""
         if self.layout is None:
             return
+        self.remove_cgroups(log)     # what a run that was killed left, if anything
         try:
             rule = _device_rule(self.console)
             cgroups.create_pod(self.layout, self.record_path, self.pod_limits, rule)

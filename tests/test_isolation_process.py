@@ -127,3 +127,18 @@ def test_interactive_with_a_terminal_makes_it_the_console(podbase):
     lines = out.decode().split()
     assert lines[0] == "88"       # 136, a pseudo-terminal: the one stage1 runs on
     assert "got" in lines and lines[-1] == "hello"
+
+
+def test_a_pod_runs_again_over_the_cgroups_a_killed_run_left(podbase):
+    pod = IsoPod(podbase, [sh_app("a", "[ -e /again ] && exit 0; touch /again; exec sleep 60",
+                                  isolators=[{"name": "resource/memory",
+                                              "value": {"limit": "64Mi"}}])])
+    with IsoRun(pod) as r:
+        pod.wait_state("a", "running")
+        init = int(pod.read("pid"))
+        os.kill(r.proc.pid, signal.SIGKILL)
+        r.proc.wait()
+        wait_for(lambda: not alive(init), what="the first run to end")
+        assert os.path.isdir(pod.cgroup("devices", "a"))
+        code, out, err = iso_run(pod)
+        assert (code, err) == (0, "")
