@@ -301,3 +301,13 @@ def test_gc_of_a_pod_that_never_ran(podbase):
     pod = IsoPod(podbase, [sh_app("a", "true")])
     done = stage1_cmd("gc", "--debug", pod.uuid, cwd=pod.path)
     assert (done.returncode, done.stderr) == (0, "")
+
+
+def test_enter_a_pod_without_isolation(podbase):
+    pod = IsoPod(podbase, [sh_app("a", "exec sleep 60")])
+    with IsoRun(pod, "--no-isolate"):
+        pod.wait_state("a", "running")
+        done = stage1_cmd("enter", pod.path, "--app", "a", "--", "/bin/sh", "-c",
+                          "echo $AC_APP_NAME; readlink /proc/self/ns/mnt")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["a", os.readlink("/proc/self/ns/mnt")]
