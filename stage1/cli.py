@@ -117,6 +117,8 @@ def cmd_exec(args):
         except ValueError as err:
             raise UsageError("--pdeathsig: %s" % err)
     name = opts.get("name") or os.path.basename(command[0])
+    if "/" in name or name in ("", ".", ".."):
+        raise UsageError("--name %r: a status name is a plain file name" % name, "exec")
     from stage1 import execmode
     return execmode.run(command, name=name, grace=grace, group=bool(opts.get("group")),
                         status_dir=opts.get("status_dir"), pdeathsig=pdeathsig,

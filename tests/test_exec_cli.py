@@ -109,3 +109,12 @@ def test_idle_init_blocks_without_timeout_and_does_not_wake(procs, pid1):
     wait_until(quiet_for_a_second, timeout=6, what="a second without a wake-up")
     init.kill(signal.SIGTERM)
     assert init.wait() == 143
+
+
+@pytest.mark.parametrize("name", ["../escaped", "a/b", "..", "."])
+def test_a_status_name_that_is_not_a_file_name_is_a_usage_error(tmp_path, name):
+    r = subprocess.run([STAGE1, "exec", "--status-dir", str(tmp_path / "d"), "--name", name,
+                        "--", "true"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    assert "--name" in r.stderr and "usage: stage1 exec" in r.stderr
+    assert not (tmp_path / "escaped").exists() and not (tmp_path / "d").exists()
