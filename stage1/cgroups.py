@@ -15,8 +15,8 @@ hybrid hosts).
 
 Every directory is recorded in POD/cgroups (JSON, written before the first
 mkdir), so `stage1 gc` finds them whichever cgroup it runs in, and removal
-is rmdir, deepest first: a cgroup with processes left in it stays, and is
-reported.
+is rmdir of them and of any cgroup below them, deepest first: a cgroup with
+processes left in it stays, and is reported.
 
 The devices controller (v1) gets a whitelist on the pod's cgroup: the
 nodes the apps' /dev holds, and mknod but no access for any other device,
@@ -251,15 +251,19 @@ def apply_limits(h, path, limits):
 
 
 def remove(record_path):
-    """rmdir every recorded cgroup, deepest first; [(path, error)] of those left."""
+    """rmdir every recorded cgroup and whatever cgroup is below it, deepest
+    first; [(path, error)] of those left (processes still in them)."""
     record = load_record(record_path)
     if record is None:
         return []
-    dirs = list(record.get("pod", []))
+    dirs = set(record.get("pod", []))
     for app_dirs in (record.get("apps") or {}).values():
-        dirs.extend(app_dirs)
+        dirs.update(app_dirs)
+    for top in list(dirs):
+        for below, _, _ in os.walk(top):
+            dirs.add(below)
     left = []
-    for path in sorted(set(dirs), key=lambda p: (-p.count("/"), p)):
+    for path in sorted(dirs, key=lambda p: (-p.count("/"), p)):
         try:
             os.rmdir(path)
         except OSError as err:

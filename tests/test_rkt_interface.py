@@ -288,6 +288,23 @@ def test_gc_removes_the_cgroups_of_a_pod_whose_host_side_was_killed(podbase):
             assert not any(os.path.exists(d) for d in dirs)
 
 
+def test_gc_removes_what_is_below_the_pods_cgroups(podbase):
+    pod, r = _running(podbase)
+    with r:
+        init = int(pod.read("pid"))
+        os.kill(r.proc.pid, signal.SIGKILL)
+        r.proc.wait(DEADLINE)
+        wait_for(lambda: not alive(init), what="the init to end")
+        with open(pod.file("cgroups")) as f:
+            record = json.load(f)
+        os.mkdir(os.path.join(pod.cgroup("pids", "a"), "nested"))
+        with open(pod.file("cgroups"), "w") as f:
+            json.dump({"pod": record["pod"]}, f)        # the apps forgotten
+        done = stage1_cmd("gc", pod.uuid, cwd=pod.path)
+        assert (done.returncode, done.stderr) == (0, "")
+        assert not any(os.path.exists(d) for d in record["pod"])
+
+
 def test_gc_refuses_a_running_pod(podbase):
     pod, r = _running(podbase)
     with r:
