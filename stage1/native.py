@@ -35,10 +35,11 @@ PGID_KEEP, PGID_NEW_GROUP, PGID_NEW_SESSION = (
 class SpawnError(OSError):
     """The child failed at `step` with `errno` before or at exec."""
 
-    def __init__(self, step, err, program):
+    def __init__(self, step, err, program, paths=None):
         super().__init__(err, os.strerror(err) if err else "failed")
         self.step = step
         self.program = program
+        self.paths = paths or {}    # step -> the path it worked on (chdir, chroot)
 
     @property
     def step_name(self):
@@ -47,7 +48,9 @@ class SpawnError(OSError):
     def __str__(self):
         if self.step == STEP_EXEC:
             return "unable to exec %s: %s" % (self.program, self.strerror)
-        return "unable to %s for %s: %s" % (self.step_name, self.program, self.strerror)
+        path = self.paths.get(self.step)
+        what = "%s to %s" % (self.step_name, path) if path else self.step_name
+        return "unable to %s for %s: %s" % (what, self.program, self.strerror)
 
 
 def _check(rc):
@@ -185,7 +188,8 @@ def spawn(candidates, argv, env, *, fd_map=None, close_fds=False,
     err = ffi.new("int *")
     pid = lib.s1_spawn(req, step, err)
     if pid < 0:
-        raise SpawnError(step[0], err[0], os.fsdecode(argv[0]) if argv else "?")
+        raise SpawnError(step[0], err[0], os.fsdecode(argv[0]) if argv else "?",
+                         {lib.S1_STEP_CHDIR: cwd, lib.S1_STEP_CHROOT: root})
     return pid
 
 

@@ -153,6 +153,7 @@ class Supervisor:
             return
         app.stop_requested = app.killed = False
         if app.pre_start:
+            app.started_at = _now()     # the run starts with its pre-start handler
             self._run_hook(app, app.pre_start, "pre-start")
             self._set(app, STARTING)
         else:
@@ -270,7 +271,10 @@ class Supervisor:
 
     def _set(self, app, state):
         app.state = state
-        if self.status is not None:
+        # Status files tell waiting, running, exited and backoff; stopping is
+        # shown by the pod's status and the events, which spares a write per
+        # app when a large pod stops.
+        if self.status is not None and state != STOPPING:
             self.status.app(app)
         self.on_change()
         self._wake_waiters()

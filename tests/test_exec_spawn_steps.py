@@ -53,13 +53,16 @@ def test_a_good_request_runs_and_its_status_is_ours_to_reap(tmp_path):
     assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 5
 
 
-def check(err, step, errno_, program="true"):
+def check(err, step, errno_, program="true", path=None):
+    """The error names the step, the path it worked on (chdir, chroot), the
+    program and the reason."""
     assert (err.step_name, err.errno) == (step, errno_), str(err)
     assert err.strerror == os.strerror(errno_)
     if step == "exec":
         assert str(err) == "unable to exec %s: %s" % (program, os.strerror(errno_))
     else:
-        assert str(err) == "unable to %s for %s: %s" % (step, program, os.strerror(errno_))
+        what = "%s to %s" % (step, path) if path else step
+        assert str(err) == "unable to %s for %s: %s" % (what, program, os.strerror(errno_))
 
 
 def test_too_many_fds_is_refused_before_fork():
@@ -93,21 +96,23 @@ def test_step_rlimit_soft_above_hard():
 
 
 def test_step_chroot_missing_root(tmp_path):
-    check(failure(root=str(tmp_path / "missing")), "chroot", errno.ENOENT)
+    check(failure(root=str(tmp_path / "missing")), "chroot", errno.ENOENT,
+          path=tmp_path / "missing")
 
 
 def test_step_chroot_root_is_a_file(tmp_path):
     (tmp_path / "file").write_text("")
-    check(failure(root=str(tmp_path / "file")), "chroot", errno.ENOTDIR)
+    check(failure(root=str(tmp_path / "file")), "chroot", errno.ENOTDIR, path=tmp_path / "file")
 
 
 def test_step_chdir_missing_cwd(tmp_path):
-    check(failure(cwd=str(tmp_path / "missing")), "chdir", errno.ENOENT)
+    check(failure(cwd=str(tmp_path / "missing")), "chdir", errno.ENOENT,
+          path=tmp_path / "missing")
 
 
 def test_step_chdir_cwd_is_a_file(tmp_path):
     (tmp_path / "file").write_text("")
-    check(failure(cwd=str(tmp_path / "file")), "chdir", errno.ENOTDIR)
+    check(failure(cwd=str(tmp_path / "file")), "chdir", errno.ENOTDIR, path=tmp_path / "file")
 
 
 def test_step_chdir_is_relative_to_the_new_root(tmp_path):
@@ -115,7 +120,7 @@ def test_step_chdir_is_relative_to_the_new_root(tmp_path):
     (tmp_path / "outside").mkdir()
     (tmp_path / "root").mkdir()
     check(failure(root=str(tmp_path / "root"), cwd=str(tmp_path / "outside")), "chdir",
-          errno.ENOENT)
+          errno.ENOENT, path=tmp_path / "outside")
 
 
 def test_steps_run_in_order_the_first_failure_is_reported(tmp_path):

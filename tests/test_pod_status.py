@@ -34,10 +34,7 @@ ENDINGS = [
         "pre-start-failed", ["true"],
         {"eventHandlers": [{"name": "pre-start", "exec": ["sh", "-c", "exit 9"]}]},
         (9, None, "PreStartFailed", "pre-start handler exited with 9"), False,
-        id="pre-start-failed", marks=pytest.mark.xfail(strict=True, reason=(
-            "supervisor: _start does not record started_at when it runs the pre-start "
-            "handler, so _finish_failed keeps None for an app in STARTING: startedAt is "
-            "null (or the previous run's) after PreStartFailed"))),
+        id="pre-start-failed"),
 ]
 
 
