@@ -15,7 +15,6 @@ They are computed as exact fractions and rounded up, so "1.5Gi" is
 parse, or is not positive, is an error naming its JSON path.
 """
 import re
-from fractions import Fraction
 
 from stage1.manifest import ManifestError
 
@@ -34,10 +33,11 @@ DEFAULT_CAPS = ("CAP_AUDIT_WRITE", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID"
 
 _QUANTITY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))"
                        r"(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|K|M|G|T|P|E|[eE][+-]?\d+)?$")
-_SUFFIX = {"Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40, "Pi": 2 ** 50,
-           "Ei": 2 ** 60, "n": Fraction(1, 10 ** 9), "u": Fraction(1, 10 ** 6),
-           "m": Fraction(1, 1000), "k": 10 ** 3, "K": 10 ** 3, "M": 10 ** 6, "G": 10 ** 9,
-           "T": 10 ** 12, "P": 10 ** 15, "E": 10 ** 18}
+# suffix -> (multiplier, divisor)
+_SUFFIX = {"Ki": (2 ** 10, 1), "Mi": (2 ** 20, 1), "Gi": (2 ** 30, 1), "Ti": (2 ** 40, 1),
+           "Pi": (2 ** 50, 1), "Ei": (2 ** 60, 1), "n": (1, 10 ** 9), "u": (1, 10 ** 6),
+           "m": (1, 1000), "k": (10 ** 3, 1), "K": (10 ** 3, 1), "M": (10 ** 6, 1),
+           "G": (10 ** 9, 1), "T": (10 ** 12, 1), "P": (10 ** 15, 1), "E": (10 ** 18, 1)}
 
 
 class Limits:
@@ -76,6 +76,7 @@ def mask(names):
 
 def parse_quantity(text):
     """A Kubernetes quantity as an exact Fraction; ValueError if it does not parse."""
+    from fractions import Fraction      # 4 ms: only for pods that have a quantity
     if not isinstance(text, str):
         raise ValueError("must be a string such as \"512Mi\" or \"500m\"")
     found = _QUANTITY.match(text.strip())
@@ -83,7 +84,7 @@ def parse_quantity(text):
         raise ValueError("%r is not a quantity (such as \"512Mi\", \"1G\" or \"500m\")" % text)
     number, suffix = Fraction(found.group(1)), found.group(2) or ""
     if suffix in _SUFFIX:
-        return number * _SUFFIX[suffix]
+        return number * _SUFFIX[suffix][0] / _SUFFIX[suffix][1]
     if suffix:          # an exponent: e3, E-2
         return number * Fraction(10) ** int(suffix[1:])
     return number
