@@ -308,3 +308,27 @@ def test_stage1_logs_follow_reads_across_rotation(live, liveroot):
     finally:
         follower.kill()
         follower.wait()
+
+
+def test_lines_around_64_KiB_in_odd_chunks(live):
+    """Line lengths at and around the limit, written in chunks that end
+    anywhere; each line comes out whole or in 64 KiB pieces, in order."""
+    lengths = [65535, 65536, 65537, 0, 131072, 131073, 32768, 32767, 100, 200000, 1, 98304]
+    code = ("import os, sys\n"
+            "lengths = %r\n"
+            "data = b''.join(b'%%c' %% (97 + i %% 26) * n + b'\\n' for i, n in enumerate(lengths))\n"
+            "i, step = 0, 1\n"
+            "while i < len(data):\n"
+            "    step = step * 7 %% 90001 + 1\n"
+            "    view = memoryview(data)[i:i + step]\n"
+            "    while view:\n"
+            "        view = view[os.write(1, view):]\n"
+            "    i += step\n" % lengths)
+    pod = live([app("c", [PY, "-c", code], annotations={"stage1/log": "prefix"})])
+    assert pod.wait_end() == 0
+    expected = []
+    for i, n in enumerate(lengths):
+        line = chr(97 + i % 26) * n
+        pieces = [line[k:k + 65536] for k in range(0, len(line), 65536)] or [""]
+        expected.extend("c| " + p for p in pieces)
+    assert pod.run.stdout().split("\n")[:-1] == expected
