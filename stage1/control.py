@@ -84,7 +84,7 @@ class ControlServer:
                              socket.SOCK_NONBLOCK)
         old = os.umask(0o177)            # created 0600: no window with a wider mode
         try:
-            sock.bind(path)
+            unix_path(sock.bind, path)
         finally:
             os.umask(old)
         if owner is not None and owner != os.geteuid():
@@ -247,13 +247,30 @@ class RequestError(Exception):
     pass
 
 
+MAX_UNIX_PATH = 107
+
+
+def unix_path(call, path):
+    """sock.bind or sock.connect on path, also when path is longer than
+    sockaddr_un allows (107 bytes, and pod directories can be deep): then
+    through /proc/self/fd/N of the directory, which the kernel resolves."""
+    if len(os.fsencode(path)) <= MAX_UNIX_PATH:
+        return call(path)
+    directory, name = os.path.split(path)
+    dfd = os.open(directory, os.O_PATH | os.O_CLOEXEC)
+    try:
+        return call("/proc/self/fd/%d/%s" % (dfd, name))
+    finally:
+        os.close(dfd)
+
+
 def request(path, obj, follow=None, timeout=None, answered=None):
     """Client side: send one request, return the answer (dict).  With
     follow, call answered(answer) and then follow(line) for each further
     line until the pod closes."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     sock.settimeout(timeout)
-    sock.connect(path)
+    unix_path(sock.connect, path)
     with sock:
         sock.sendall(json.dumps(obj).encode() + b"\n")
         f = sock.makefile("rb")

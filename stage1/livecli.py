@@ -118,24 +118,39 @@ def _follow_events(poddir, path):
     (the answer's offset): no line is lost in between, none shown twice.
     New lines come from the init itself, so nothing is polled, and
     following ends when the pod does."""
+    shown = {"last": b"", "streaming": False}
+
+    def show(data):
+        if data:
+            shown["last"] = data
+            _show(data)
+
     def answered(answer):
+        shown["streaming"] = True
         data = _read(path) or b""
         offset = answer.get("offset")
-        _show(data if offset is None else data[:offset])
+        show(data if offset is None else data[:offset])
     from stage1 import control
     try:
-        answer = control.request(_socket(poddir), {"op": "subscribe"}, follow=_show,
+        answer = control.request(_socket(poddir), {"op": "subscribe"}, follow=show,
                                  answered=answered)
     except (OSError, ValueError) as err:
-        data = _read(path)
-        if data is not None and _ended(data):
-            _show(data)          # the pod has ended: every event is in the file
-            return 0
-        sys.stderr.write("stage1: unable to reach the pod's init at %s: %s\n"
-                         % (_socket(poddir), getattr(err, "strerror", None) or err))
-        return EXIT_FAILURE
-    if not answer.get("ok"):
-        sys.stderr.write("stage1: events: %s\n" % answer.get("error"))
+        if not shown["streaming"]:
+            data = _read(path)
+            if data is not None and _ended(data):
+                _show(data)          # the pod has ended: every event is in the file
+                return 0
+            sys.stderr.write("stage1: unable to reach the pod's init at %s: %s\n"
+                             % (_socket(poddir), getattr(err, "strerror", None) or err))
+            return EXIT_FAILURE
+    else:
+        if not answer.get("ok"):
+            sys.stderr.write("stage1: events: %s\n" % answer.get("error"))
+            return EXIT_REFUSED
+    if not _ended(shown["last"]):
+        # The init drops a reader that does not keep up rather than block.
+        sys.stderr.write("stage1: events: the stream ended before the pod did (the init "
+                         "ended abruptly, or dropped this reader for reading too slowly)\n")
         return EXIT_REFUSED
     return 0
 

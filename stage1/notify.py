@@ -26,7 +26,8 @@ class NotifySocket:
             pass
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC |
                              socket.SOCK_NONBLOCK)
-        sock.bind(path)
+        from stage1.control import unix_path
+        unix_path(sock.bind, path)      # (an app's sd_notify needs a path under 108 bytes)
         # Apps may run as any user; what a sender may do is decided by its
         # credentials below, not by the socket's mode.
         os.chmod(path, 0o666)

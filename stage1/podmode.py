@@ -349,6 +349,9 @@ def add_app(poddir, sup, name, runtime_app, stdin_fd, isolation=None):
                            % (spec.name, name))
         spec.index = len(sup.apps)
     app = plan_app(spec, poddir, stdin_fd)
+    if app.is_init:
+        raise manifest.ManifestError("app add", '%s.annotations["stage1/init"]' % name,
+                                     "init apps run before the others: not in a running pod")
     check_order([app], known=sup.apps)
     # The pod's apps may come after an app removed earlier and added again.
     from stage1 import order

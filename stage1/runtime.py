@@ -41,7 +41,7 @@ class LivePod:
         try:
             return cls(path, *args)
         except OSError as err:
-            self.log.warn("unable to listen on %s: %s" % (path, err.strerror))
+            self.log.warn("unable to listen on %s: %s" % (path, err.strerror or err))
             return None
 
     # -- around each spawn ---------------------------------------------------

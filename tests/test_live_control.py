@@ -233,6 +233,8 @@ BAD_APPS = [
      "unknown stage1 annotation"),
     (lambda a: a.update(annotations=named({"stage1/restart-policy": "sometimes"})),
      "stage1/restart-policy"),
+    (lambda a: a.update(annotations=named({"stage1/init": "true"})),
+     'app add: c.annotations["stage1/init"]: init apps run before the others'),
 ]
 
 
@@ -476,3 +478,15 @@ def test_restart_of_an_app_that_cannot_exec_answers_its_failure(live):
     answer = pod.request({"op": "restart", "app": "c"})
     assert answer["ok"] and (answer["state"], answer["exitCode"]) == ("exited", 127)
     assert pod.run.alive()
+
+
+def test_a_pod_deeper_than_a_unix_socket_path_still_has_its_socket(live):
+    deep = os.path.join("d" * 60, "e" * 60)
+    pod = live([app("a", SLEEP)], name=os.path.join(deep, "pod"))
+    pod_path = pod.path
+    assert len(os.path.join(pod_path, "stage1.sock")) > 108
+    pod.wait_event("pod-ready")
+    r = pod.cli("app", "restart", pod_path, "--app", "a")
+    assert r.returncode == 0, r.stderr
+    assert "unable to listen" not in pod.run.stderr()
+    assert pod.cli("stop", pod_path).returncode == 0 and pod.wait_end() == 0

@@ -124,3 +124,17 @@ def test_events_log_is_appended_by_each_run_of_a_pod(live):
     assert again.wait_end() == 0
     text = again.pod.read("events.jsonl")
     assert text.startswith(first) and text.count("pod-exited") == 2
+
+
+def test_follow_says_so_when_the_stream_ends_before_the_pod(live):
+    pod = live([app("a", SLEEP)])
+    pod.wait_event("pod-ready")
+    follower = _follower(pod)
+    try:
+        assert json.loads(follower.stdout.readline())["event"] == "started"
+        pod.run.kill()          # SIGKILL: no pod-exited
+        out, err = follower.communicate(timeout=10)
+    finally:
+        _reap(follower)
+    assert follower.returncode == 1
+    assert b"the stream ended before the pod did" in err
