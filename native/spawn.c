@@ -7,7 +7,7 @@
  *
  * The child works in a fixed order:
  *   standard fds -> session/process group -> terminal foreground ->
- *   cgroup -> oom_score_adj -> rlimits -> chroot -> chdir -> umask ->
+ *   cgroup -> oom_score_adj -> rlimits -> chroot (or pivot_root) -> chdir -> umask ->
  *   bounding set -> keepcaps -> setgroups -> gid -> uid (last of the ids: it
  *   takes away the right to change the rest) -> capability sets -> ambient ->
  *   no_new_privs -> signal dispositions and mask -> close-on-exec sweep ->
@@ -28,6 +28,7 @@
 #include <linux/close_range.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -88,6 +89,28 @@ static int s1_write_file(const char *path, const char *text)
     rc = write(fd, text, strlen(text));
     close(fd);
     return rc < 0 ? -1 : 0;
+}
+
+/* A chroot can be left by a process that keeps CAP_SYS_CHROOT (chroot into
+ * a subdirectory, then walk up from the old cwd).  pivot_root cannot: the
+ * app gets a mount namespace of its own, a copy of the pod's, whose root is
+ * the app's root, and the pod's root is unmounted from it.  root must be a
+ * mount point (rootfs.py binds it onto itself).  pivot_root(".", ".") stacks
+ * the old root on top of the new one, so one detach removes it. */
+static int s1_child_pivot(const char *root)
+{
+    if (unshare(CLONE_NEWNS) < 0)
+        return -1;
+    /* Nothing done in the app's namespace may propagate to the pod's. */
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+        return -1;
+    if (chdir(root) < 0)
+        return -1;
+    if (syscall(SYS_pivot_root, ".", ".") < 0)
+        return -1;
+    if (umount2(".", MNT_DETACH) < 0)
+        return -1;
+    return chdir("/");
 }
 
 static int s1_child_rlimits(const struct s1_spawn *req)
@@ -227,7 +250,8 @@ static void s1_child(const struct s1_spawn *req, int errpipe)
         S1_TRY(S1_STEP_OOM, s1_write_file("/proc/self/oom_score_adj", req->oom_score_adj));
     S1_TRY(S1_STEP_RLIMIT, s1_child_rlimits(req));
     if (req->root)
-        S1_TRY(S1_STEP_CHROOT, chroot(req->root));
+        S1_TRY(req->pivot ? S1_STEP_PIVOT_ROOT : S1_STEP_CHROOT,
+               req->pivot ? s1_child_pivot(req->root) : chroot(req->root));
     if (req->cwd)
         S1_TRY(S1_STEP_CHDIR, chdir(req->cwd));
     if (req->umask >= 0)

@@ -13,7 +13,7 @@
 #include <sys/types.h>
 
 /* CDEF-BEGIN */
-enum { S1_NATIVE_VERSION = 5 };
+enum { S1_NATIVE_VERSION = 6 };
 
 /* Steps of the child path between fork and exec, in the order they run.
  * A failure is reported to the parent as (step, errno). */
@@ -39,7 +39,8 @@ enum {
     S1_STEP_NO_NEW_PRIVS = 18,
     S1_STEP_SIGNALS = 19,
     S1_STEP_CLOSE_FDS = 20,
-    S1_STEP_EXEC = 21
+    S1_STEP_EXEC = 21,
+    S1_STEP_PIVOT_ROOT = 22   /* in place of CHROOT when pivot is set */
 };
 
 enum { S1_PGID_KEEP = 0, S1_PGID_NEW_GROUP = 1, S1_PGID_NEW_SESSION = 2 };
@@ -66,6 +67,8 @@ struct s1_spawn {
     int nrlimits;
     const struct s1_rlimit *rlimits;
     const char *root;          /* chroot into it */
+    int pivot;                 /* enter root with a mount namespace of its own and
+                                  pivot_root instead of chroot (see spawn.c) */
     const char *cwd;
     int umask;                 /* -1: keep */
     int ngroups;               /* -1: keep */

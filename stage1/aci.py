@@ -10,9 +10,9 @@ image is for this machine's checkout, not for distribution.
 rootfs/rkt/status/ is there, empty, because rkt refuses a stage1 without it.
 
 Interface version 5: `run` takes every flag rkt passes up to it (podcli's
-RKT_RUN_FLAGS), `gc` takes --local-config.  The app/add, app/start, ...
-entrypoints of mutable pods are not declared yet, so rkt never asks this
-stage1 for a mutable pod.
+RKT_RUN_FLAGS), `gc` takes --local-config, and the crossing entrypoints of
+mutable pods (app/add, app/start, app/stop, app/rm) are declared, so
+`rkt run --mutable` and `rkt app ...` work with this stage1.
 """
 import io
 import json
@@ -26,14 +26,18 @@ from stage1 import __version__
 
 NAME = "stage1.example/stage1"
 INTERFACE_VERSION = "5"
-ENTRYPOINTS = ("run", "enter", "stop", "gc")
+# (annotation, file in rootfs, stage1's words)
+ENTRYPOINTS = (("run", "run", "run"), ("enter", "enter", "enter"), ("stop", "stop", "stop"),
+               ("gc", "gc", "gc"), ("app/add", "app-add", "app add"),
+               ("app/start", "app-start", "app start"), ("app/stop", "app-stop", "app stop"),
+               ("app/rm", "app-rm", "app rm"))
 ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "i386",
         "ppc64le": "ppc64le", "s390x": "s390x"}
 
 
 def manifest():
-    annotations = [{"name": "coreos.com/rkt/stage1/%s" % e, "value": "/" + e}
-                   for e in ENTRYPOINTS]
+    annotations = [{"name": "coreos.com/rkt/stage1/%s" % name, "value": "/" + path}
+                   for name, path, _ in ENTRYPOINTS]
     annotations.append({"name": "coreos.com/rkt/stage1/interface-version",
                         "value": INTERFACE_VERSION})
     return {
@@ -73,8 +77,8 @@ def write(path, stage1_bin):
         _add(tar, "manifest", (json.dumps(manifest(), indent=2) + "\n").encode(), mtime=mtime)
         for directory in ("rootfs", "rootfs/rkt", "rootfs/rkt/status"):
             _add(tar, directory, mtime=mtime)
-        for command in ENTRYPOINTS:
-            _add(tar, "rootfs/" + command, entrypoint(stage1_bin, command), 0o755, mtime)
+        for _, name, command in ENTRYPOINTS:
+            _add(tar, "rootfs/" + name, entrypoint(stage1_bin, command), 0o755, mtime)
     os.rename(tmp, path)
 
 

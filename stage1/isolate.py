@@ -98,6 +98,9 @@ class PodIsolation:
     def isolate_launch(self, a, launch):
         """A spawn.Launch run inside the app: root, cgroups, capabilities."""
         launch.root = a.root
+        # pivot_root in a mount namespace of the app's own: a chroot alone
+        # is left by any app that keeps CAP_SYS_CHROOT.
+        launch.options["pivot"] = True
         launch.cwd = launch.cwd or "/"
         launch.env = [NOTIFY_ENV + NOTIFY_PATH if e.startswith(NOTIFY_ENV) else e
                       for e in launch.env]

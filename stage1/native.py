@@ -9,7 +9,7 @@ import os
 
 from stage1._native import ffi, lib
 
-NATIVE_VERSION = 5
+NATIVE_VERSION = 6
 if lib.S1_NATIVE_VERSION != NATIVE_VERSION:
     raise ImportError("stage1._native is version %d, this stage1 needs %d: "
                       "rebuild with ./build.sh" % (lib.S1_NATIVE_VERSION, NATIVE_VERSION))
@@ -19,7 +19,8 @@ STEP_NAMES = {
     lib.S1_STEP_SETSID: "setsid", lib.S1_STEP_SETPGID: "setpgid",
     lib.S1_STEP_TCSETPGRP: "take the terminal", lib.S1_STEP_CGROUP: "join cgroup",
     lib.S1_STEP_OOM: "set oom_score_adj", lib.S1_STEP_RLIMIT: "set rlimits",
-    lib.S1_STEP_CHROOT: "chroot", lib.S1_STEP_CHDIR: "chdir",
+    lib.S1_STEP_CHROOT: "chroot", lib.S1_STEP_PIVOT_ROOT: "pivot_root",
+    lib.S1_STEP_CHDIR: "chdir",
     lib.S1_STEP_UMASK: "umask", lib.S1_STEP_CAPBSET: "drop bounding capabilities",
     lib.S1_STEP_KEEPCAPS: "keep capabilities", lib.S1_STEP_SETGROUPS: "setgroups",
     lib.S1_STEP_SETGID: "setgid", lib.S1_STEP_SETUID: "setuid",
@@ -148,7 +149,7 @@ def _cstrings(items, keep):
 
 def spawn(candidates, argv, env, *, fd_map=None, close_fds=False,
           pgid_mode=PGID_KEEP, tty_fd=-1, cgroup_procs=(), oom_score_adj=None,
-          rlimits=(), root=None, cwd=None, umask=-1, groups=None, gid=-1,
+          rlimits=(), root=None, pivot=False, cwd=None, umask=-1, groups=None, gid=-1,
           uid=-1, caps=None, no_new_privs=False, sigmask=0, sigign=0):
     """Fork and exec; return the pid once exec has succeeded.
 
@@ -174,6 +175,7 @@ def spawn(candidates, argv, env, *, fd_map=None, close_fds=False,
     req.rlimits = keep_ptr(keep, "struct s1_rlimit[]", [list(r) for r in rlimits]) \
         if rlimits else ffi.NULL
     req.root = keep_ptr(keep, "char[]", os.fsencode(root)) if root else ffi.NULL
+    req.pivot = int(pivot)
     req.cwd = keep_ptr(keep, "char[]", os.fsencode(cwd)) if cwd else ffi.NULL
     req.umask = umask
     req.ngroups = -1 if groups is None else len(groups)
@@ -189,7 +191,8 @@ def spawn(candidates, argv, env, *, fd_map=None, close_fds=False,
     pid = lib.s1_spawn(req, step, err)
     if pid < 0:
         raise SpawnError(step[0], err[0], os.fsdecode(argv[0]) if argv else "?",
-                         {lib.S1_STEP_CHDIR: cwd, lib.S1_STEP_CHROOT: root})
+                         {lib.S1_STEP_CHDIR: cwd, lib.S1_STEP_CHROOT: root,
+                          lib.S1_STEP_PIVOT_ROOT: root})
     return pid
 
 

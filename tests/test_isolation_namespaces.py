@@ -2,6 +2,7 @@
 hostname, network, IPC, mounts that stay in the pod; and from the host:
 POD/pid, POD/ppid, the process titles, what turns isolation on or off."""
 import os
+import subprocess
 import socket
 
 import pytest
@@ -77,9 +78,52 @@ def test_apps_share_the_pods_namespaces_and_not_the_hosts(podbase, tmp_path):
     code, _, err = iso_run(pod, "--net=none")
     assert code == 0, err
     a, b = (open(tmp_path / n).read().split() for n in "ab")
-    assert a == b
+    # pid, uts, ipc and net are the pod's; each app has a mount namespace of
+    # its own (pivot_root), a copy of the pod's
+    assert a[:1] + a[2:] == b[:1] + b[2:]
+    assert a[1] != b[1]
     assert all(inside != _ns(kind) for inside, kind in zip(a, "pid mnt uts ipc net".split()))
+    assert all(inside != _ns(kind) for inside, kind in zip(b, "pid mnt uts ipc net".split()))
 
+
+ESCAPE_C = r"""
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+/* The classic chroot escape: chroot into a subdirectory while the cwd stays
+   outside it, walk up, and chroot to where the walk ended. */
+int main(int argc, char **argv)
+{
+    struct stat st;
+    int i;
+    mkdir("/jail", 0755);
+    if (chroot("/jail") != 0) { perror("chroot"); return 2; }
+    for (i = 0; i < 64; i++) chdir("..");
+    chroot(".");
+    return stat(argv[1], &st) == 0 ? 0 : 1;   /* 0: the host's file is in sight */
+}
+"""
+
+
+def test_an_app_cannot_leave_its_root_even_with_cap_sys_chroot(podbase, tmp_path):
+    marker = tmp_path / "host-only-marker"
+    marker.write_text("")
+    src = tmp_path / "escape.c"
+    src.write_text(ESCAPE_C)
+    pod = IsoPod(podbase, [{"name": "a", "image": {"id": "sha512-" + "0" * 64},
+                            "app": {"exec": ["/escape", str(marker)], "user": "0",
+                                    "group": "0"}}])
+    r = subprocess.run(["cc", "-static", "-O", "-o", os.path.join(pod.app_root("a"), "escape"),
+                        str(src)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    # The same program does escape a plain chroot, so the test can fail.
+    jail = tmp_path / "jail-root"
+    jail.mkdir()
+    subprocess.run(["cp", os.path.join(pod.app_root("a"), "escape"), str(jail)], check=True)
+    plain = subprocess.run(["chroot", str(jail), "/escape", str(marker)])
+    assert plain.returncode == 0
+    code, _, err = iso_run(pod)
+    assert code == 1, err       # CAP_SYS_CHROOT is in rkt's default set, and still no way out
 
 def test_net_host_keeps_the_hosts_network(podbase):
     pod = IsoPod(podbase, [sh_app("a", "readlink /proc/self/ns/net; ls /sys/class/net")])

@@ -19,7 +19,11 @@ from podhelpers import _children, alive, nspid, ROOT
 RKT_RUN_FLAGS = ["--debug", "--net=host", "--mds-token=x", "--local-config=/etc/rkt",
                  "--hostname=h", "--private-users=", "--disable-seccomp",
                  "--dns-conf-mode=resolv=host,hosts=stage0"]
-ENTRYPOINTS = ("run", "enter", "stop", "gc")
+# annotation -> (file in the rootfs, what the script runs)
+ENTRYPOINTS = {"run": ("run", "run"), "enter": ("enter", "enter"), "stop": ("stop", "stop"),
+               "gc": ("gc", "gc"), "app/add": ("app-add", "app add"),
+               "app/start": ("app-start", "app start"), "app/stop": ("app-stop", "app stop"),
+               "app/rm": ("app-rm", "app rm")}
 
 
 @pytest.fixture(scope="module")
@@ -60,13 +64,14 @@ def test_the_manifest_names_the_entrypoints_and_the_interface_version(aci):
         doc = json.load(tar.extractfile("manifest"))
         names = tar.getnames()
         status = tar.getmember("rootfs/rkt/status")
-        scripts = {e: tar.extractfile("rootfs/" + e).read().decode() for e in ENTRYPOINTS}
-        modes = {e: tar.getmember("rootfs/" + e).mode for e in ENTRYPOINTS}
+        scripts = {f: tar.extractfile("rootfs/" + f).read().decode()
+                   for f, _ in ENTRYPOINTS.values()}
+        modes = {f: tar.getmember("rootfs/" + f).mode for f, _ in ENTRYPOINTS.values()}
     annotations = {a["name"]: a["value"] for a in doc["annotations"]}
-    for e in ENTRYPOINTS:
-        assert annotations["coreos.com/rkt/stage1/" + e] == "/" + e
-        assert modes[e] & 0o111
-        assert "exec %s %s \"$@\"" % (STAGE1, e) in scripts[e]
+    for e, (f, words) in ENTRYPOINTS.items():
+        assert annotations["coreos.com/rkt/stage1/" + e] == "/" + f
+        assert modes[f] & 0o111
+        assert "exec %s %s \"$@\"" % (STAGE1, words) in scripts[f]
     assert annotations["coreos.com/rkt/stage1/interface-version"] == "5"
     labels = {l["name"]: l["value"] for l in doc["labels"]}
     assert set(labels) == {"version", "arch", "os"} and labels["os"] == "linux"
