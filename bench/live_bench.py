@@ -533,8 +533,14 @@ def main(argv=None):
     except BenchError as err:
         log("live bench: %s" % err)
         return 1
-    import run as dispatcher       # bench/run.py: the same header as the other suites
-    text = "\n".join(dispatcher.header("live", args.quick) + [body, ""])
+    try:
+        import run as dispatcher   # bench/run.py: the same header as the other suites
+        head = dispatcher.header("live", args.quick)
+    except (ImportError, AttributeError):
+        head = ["# Benchmark: live", "", "- date: %s" % time.strftime("%Y-%m-%d %H:%M %Z"),
+                "- command: `python bench/live_bench.py%s`" % (" --quick" if args.quick else ""),
+                ""]
+    text = "\n".join(head + [body, ""])
     print(text)
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     with open(os.path.join(HERE, "results", "live.md"), "w") as f:
