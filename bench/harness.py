@@ -1,0 +1,306 @@
+"""What every bench suite shares: inits in fresh PID namespaces, /proc, figures.
+
+An init under test runs as `unshare --pid --fork --mount-proc INIT -- APP`,
+so it is PID 1 of its own namespace, as in a container.  `Namespace` owns
+one such run: it finds the init (the one child of unshare) and the app (the
+init's child), reads their /proc files through the host's /proc (pids are
+the host's), and on any exit kills the namespace through its init and reaps
+unshare, so no process outlives the bench whatever fails.
+
+The app talks to the bench through a pipe whose write end it inherits (its
+number is in the app's argv): 'r' when it is ready, one byte per event
+after that.  Every read has a deadline, because the init holds a copy of the
+write end too and the pipe never reaches EOF while the init lives.
+
+CPU time comes from /proc/PID/task/*/schedstat (nanoseconds of the task
+alone) rather than utime+stime from /proc/PID/stat, which count in 10 ms
+ticks; neither includes reaped children, which go to cutime and cstime.
+"""
+import os
+import select
+import signal
+import subprocess
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc"]
+
+
+class BenchError(Exception):
+    """Something the bench needs did not happen: what, and to which init."""
+
+
+# -- /proc ------------------------------------------------------------------
+
+def children(pid):
+    """Pids of pid's children (all threads), from the host's /proc."""
+    out = []
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
+                out.extend(int(p) for p in f.read().split())
+        except OSError:
+            pass
+    return out
+
+
+def status_fields(pid):
+    """/proc/PID/status as {name: first word of the value}."""
+    with open("/proc/%d/status" % pid) as f:
+        return {k: v.split()[0] if v.split() else "" for k, _, v in
+                (line.partition(":") for line in f)}
+
+
+def rss_kib(pid):
+    return int(status_fields(pid)["VmRSS"])
+
+
+def _task_sum(pid, read_one):
+    total = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            total += read_one("/proc/%d/task/%s/" % (pid, tid))
+        except OSError:
+            pass     # a thread that ended between listdir and open
+    return total
+
+
+def _switches(task_dir):
+    with open(task_dir + "status") as f:
+        return sum(int(line.split()[1]) for line in f
+                   if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")))
+
+
+def context_switches(pid):
+    """Voluntary + involuntary context switches of all of pid's threads."""
+    return _task_sum(pid, _switches)
+
+
+def _runtime_ns(task_dir):
+    with open(task_dir + "schedstat") as f:
+        return int(f.read().split()[0])
+
+
+def cpu_ns(pid):
+    """CPU time pid's threads have run, in ns; not its children's."""
+    return _task_sum(pid, _runtime_ns)
+
+
+# -- figures ----------------------------------------------------------------
+
+def percentile(values, p):
+    """Nearest-rank percentile, p in 0..100."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(1, -(-len(ordered) * p // 100))
+    return ordered[int(rank) - 1]
+
+
+def median(values):
+    ordered = sorted(values)
+    n = len(ordered)
+    if not n:
+        return float("nan")
+    return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+
+
+def markdown_table(header, rows):
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(header), sep] + [line(r) for r in rows])
+
+
+# -- building helpers -------------------------------------------------------
+
+def compile_c(source, workdir, name):
+    """cc -O2 source -> workdir/name; the path of the binary."""
+    out = os.path.join(workdir, name)
+    cmd = ["cc", "-O2", "-Wall", "-o", out, source]
+    done = subprocess.run(cmd, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise BenchError("unable to compile %s: %s" % (source, done.stderr.strip()))
+    return out
+
+
+# -- processes --------------------------------------------------------------
+
+def spawn(argv, *, pass_fd=None, stderr_path=None):
+    """posix_spawn argv in a new session with stdin and stdout on /dev/null.
+
+    A new session keeps the terminal's signals (^C) and foreground away from
+    the inits: each is stopped by the bench alone.  `pass_fd` is made
+    inheritable for this one spawn and closed in the bench afterwards."""
+    actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+               (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)]
+    if stderr_path:
+        actions.append((os.POSIX_SPAWN_OPEN, 2, stderr_path,
+                        os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
+    if pass_fd is not None:
+        os.set_inheritable(pass_fd, True)
+    try:
+        return os.posix_spawnp(argv[0], argv, os.environ, file_actions=actions, setsid=True)
+    finally:
+        if pass_fd is not None:
+            os.close(pass_fd)
+
+
+def time_run(argv, stderr_path):
+    """Wall time in seconds of one run of argv to its exit; raises on failure."""
+    t0 = time.perf_counter()
+    pid = spawn(argv, stderr_path=stderr_path)
+    try:
+        _, status = os.waitpid(pid, 0)
+    except BaseException:
+        end_namespace(pid)
+        raise
+    elapsed = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise BenchError("%s exited %d: %s" % (" ".join(argv), os.waitstatus_to_exitcode(status),
+                                               _tail(stderr_path)))
+    return elapsed
+
+
+def _tail(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()[-500:].strip() or "(no stderr)"
+    except OSError:
+        return "(no stderr)"
+
+
+def wait_until(what, predicate, timeout=5.0):
+    """Poll predicate every ms until it returns a true value; that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise BenchError("timed out waiting for %s" % what)
+        time.sleep(0.001)
+
+
+class Namespace:
+    """One `unshare --pid --fork --mount-proc INIT APP...` run.
+
+    `app` is a list whose item "{fd}" is replaced by the number of the
+    inherited write end of the pipe.  Use as a context manager: leaving it
+    kills whatever is left and reaps unshare."""
+
+    def __init__(self, label, init_argv, app, workdir):
+        self.label = label
+        self.argv = UNSHARE + list(init_argv) + list(app)
+        self.stderr_path = os.path.join(workdir, "%s.%d.stderr" % (label.replace(" ", "_"), id(self)))
+        self.unshare_pid = self.init_pid = self.app_pid = None
+        self.rfd = None
+        self.status = None
+
+    def __enter__(self):
+        rfd, wfd = os.pipe()
+        self.rfd = rfd
+        self.argv = [str(wfd) if a == "{fd}" else a for a in self.argv]
+        try:
+            self.unshare_pid = spawn(self.argv, pass_fd=wfd, stderr_path=self.stderr_path)
+            self.expect(b"r", timeout=10.0)
+            self.init_pid = self._only_child(self.unshare_pid, "the init")
+            self.app_pid = self._only_child(self.init_pid, "the app")
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _only_child(self, pid, what):
+        kids = wait_until("%s of %s" % (what, self.label), lambda: children(pid))
+        if len(kids) != 1:
+            raise BenchError("%s: expected one child of pid %d, found %s" % (self.label, pid, kids))
+        return kids[0]
+
+    def read(self, n=1, timeout=5.0):
+        """n bytes from the app, or BenchError when they do not come in time."""
+        data = b""
+        deadline = time.monotonic() + timeout
+        while len(data) < n:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.rfd], [], [], left)[0]:
+                raise BenchError("%s: the app did not answer in %gs (stderr: %s)"
+                                 % (self.label, timeout, _tail(self.stderr_path)))
+            chunk = os.read(self.rfd, n - len(data))
+            if not chunk:
+                raise BenchError("%s: the app's pipe closed (stderr: %s)"
+                                 % (self.label, _tail(self.stderr_path)))
+            data += chunk
+        return data
+
+    def expect(self, byte, timeout=5.0):
+        got = self.read(1, timeout)
+        if got != byte:
+            raise BenchError("%s: the app said %r, expected %r (stderr: %s)"
+                             % (self.label, got, byte, _tail(self.stderr_path)))
+
+    def stop(self, timeout=5.0):
+        """SIGTERM to the init, which passes it on; wait for the namespace to end."""
+        os.kill(self.init_pid, signal.SIGTERM)
+        return self._wait(timeout)
+
+    def _wait(self, timeout):
+        deadline = time.monotonic() + timeout
+        while self.status is None:
+            pid, status = os.waitpid(self.unshare_pid, os.WNOHANG)
+            if pid:
+                self.status = status
+                break
+            if time.monotonic() > deadline:
+                raise BenchError("%s: did not exit within %gs of SIGTERM" % (self.label, timeout))
+            time.sleep(0.002)
+        return os.waitstatus_to_exitcode(self.status)
+
+    def close(self):
+        """Kill what is left and reap unshare."""
+        if self.unshare_pid is not None and self.status is None:
+            self.status = end_namespace(self.unshare_pid, self.init_pid)
+        if self.rfd is not None:
+            os.close(self.rfd)
+            self.rfd = None
+
+
+def end_namespace(unshare_pid, init_pid=None):
+    """SIGKILL a namespace's init, reap unshare; its wait status.
+
+    The init goes first: its death empties the namespace and unshare, which
+    waits for it, exits by itself.  Killed first, unshare would leave the
+    init to the host's PID 1.  Only an unshare that has no init yet, or does
+    not exit, is killed, with its process group (spawn's new session), which
+    also reaches a child it is forking at that moment."""
+    init = init_pid or next(iter(children(unshare_pid)), None)
+    if init is not None:
+        _kill(os.kill, init)
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            pid, status = os.waitpid(unshare_pid, os.WNOHANG)
+            if pid:
+                return status
+            time.sleep(0.001)
+    _kill(os.killpg, unshare_pid)
+    return os.waitpid(unshare_pid, 0)[1]
+
+
+def _kill(how, pid):
+    try:
+        how(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def workdir():
+    return tempfile.TemporaryDirectory(prefix="stage1-bench-")
