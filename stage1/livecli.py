@@ -10,7 +10,7 @@ import os
 import sys
 import time
 
-from stage1.cli import UsageError, parse, seconds
+from stage1.cli import UsageError, parse
 
 EXIT_REFUSED = 1
 EXIT_FAILURE = 254

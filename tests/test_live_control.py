@@ -7,8 +7,8 @@ import stat
 
 import pytest
 
-from livehelpers import (NOBODY, Conn, app, as_user, live, liveroot, named, sh,  # noqa: F401
-                         wait_for, write_atomic)
+from livehelpers import NOBODY, app, as_user, named, sh, wait_for, write_atomic
+from livehelpers import live, liveroot  # noqa: F401  (fixtures)
 
 SLEEP = ["/bin/sleep", "3600"]
 

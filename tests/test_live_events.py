@@ -1,11 +1,11 @@
 """Pod events: every transition as one JSON line with a timestamp, in
 POD/events.jsonl and through `stage1 events [--follow]`."""
 import json
-import os
 import subprocess
 
 from podhelpers import RFC3339_UTC
-from livehelpers import STAGE1, app, live, liveroot, notify_code, py, stage1, wait_for  # noqa: F401
+from livehelpers import STAGE1, app, notify_code, py, stage1
+from livehelpers import live, liveroot  # noqa: F401  (fixtures)
 
 SLEEP = ["/bin/sleep", "3600"]
 

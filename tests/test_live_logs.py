@@ -1,14 +1,13 @@
 """App output: `stage1/log` (and rkt's coreos.com/rkt/stage2/stdout)
 inherit, prefix, file with rotation, null; `stage1 logs`."""
-import json
 import os
 import re
 import subprocess
 
 import pytest
 
-from livehelpers import (PY, STAGE1, Pod, app, kill_tree, live, liveroot, run_to_end,  # noqa: F401
-                         sh, stage1, wait_for)
+from livehelpers import PY, STAGE1, Pod, app, kill_tree, run_to_end, sh, stage1, wait_for
+from livehelpers import live, liveroot  # noqa: F401  (fixtures)
 
 SLEEP = ["/bin/sleep", "3600"]
 
@@ -316,7 +315,8 @@ def test_lines_around_64_KiB_in_odd_chunks(live):
     lengths = [65535, 65536, 65537, 0, 131072, 131073, 32768, 32767, 100, 200000, 1, 98304]
     code = ("import os, sys\n"
             "lengths = %r\n"
-            "data = b''.join(b'%%c' %% (97 + i %% 26) * n + b'\\n' for i, n in enumerate(lengths))\n"
+            "data = b''.join(b'%%c' %% (97 + i %% 26) * n + b'\\n'\n"
+            "               for i, n in enumerate(lengths))\n"
             "i, step = 0, 1\n"
             "while i < len(data):\n"
             "    step = step * 7 %% 90001 + 1\n"

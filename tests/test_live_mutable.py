@@ -3,8 +3,8 @@ come and go; the pod lives until it is stopped."""
 import json
 import os
 
-from livehelpers import (Pod, app, live, liveroot, run_to_end, stage1, wait_for,  # noqa: F401
-                         write_atomic)
+from livehelpers import Pod, app, run_to_end, stage1, wait_for, write_atomic
+from livehelpers import live, liveroot  # noqa: F401  (fixtures)
 
 SLEEP = ["/bin/sleep", "3600"]
 

@@ -2,8 +2,8 @@
 annotations, reverse stop order with each app's own grace."""
 import os
 
-from livehelpers import (Pod, app, live, liveroot, notify_code, py, run_to_end,  # noqa: F401
-                         sh, stage1, wait_for)
+from livehelpers import Pod, app, notify_code, py, run_to_end, sh, stage1, wait_for
+from livehelpers import live, liveroot  # noqa: F401  (fixtures)
 
 SLEEP = ["/bin/sleep", "3600"]
 

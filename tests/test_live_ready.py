@@ -7,8 +7,9 @@ import subprocess
 
 import pytest
 
-from livehelpers import (NOBODY, STAGE1, app, as_user, live, liveroot, notify_code,  # noqa: F401
-                         py, send_notify, sh, stage1, wait_for)
+from livehelpers import (NOBODY, STAGE1, app, as_user, notify_code, py, send_notify, sh, stage1,
+                        wait_for)
+from livehelpers import live, liveroot  # noqa: F401  (fixtures)
 
 SLEEP = ["/bin/sleep", "3600"]
 
