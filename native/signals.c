@@ -82,6 +82,33 @@ int s1_signalfd_read(int fd, struct s1_siginfo *out, int max)
     return n;
 }
 
+/* Wait for one signal, tini's way: one system call per signal when the
+ * init has nothing but signals to wait for (exec mode).  timeout_ns < 0
+ * waits for ever.  The raw system call, because glibc's sigtimedwait leaves
+ * 32 and 33 out of the set (see above).  Returns 1, or 0 on timeout. */
+int s1_sigwait(int64_t timeout_ns, struct s1_siginfo *out)
+{
+    sigset_t all;
+    siginfo_t si;
+    struct timespec ts, *tsp = NULL;
+    int sig;
+
+    memset(&all, 0xff, sizeof all);
+    if (timeout_ns >= 0) {
+        ts.tv_sec = timeout_ns / 1000000000;
+        ts.tv_nsec = timeout_ns % 1000000000;
+        tsp = &ts;
+    }
+    sig = (int)syscall(SYS_rt_sigtimedwait, &all, &si, tsp, _NSIG / 8);
+    if (sig < 0)
+        return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+    out->signo = sig;
+    out->code = si.si_code;
+    out->pid = si.si_pid;
+    out->uid = (int)si.si_uid;
+    return 1;
+}
+
 /* Send sig to each pid (negative: a process group).  Returns how many were
  * delivered; ESRCH is expected (the target exited first) and not an error. */
 int s1_kill_many(const int *pids, int n, int sig)

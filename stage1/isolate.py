@@ -455,16 +455,16 @@ def wait_passing_signals(sigfd, child):
     loop = Loop()
     result = []
 
-    def on_signals():
-        for signo, _, _ in native.read_signals(sigfd):
+    def on_signals(infos):
+        for signo, _, _ in infos:
             if signo != SIGCHLD:
                 native.kill_many([child], signo)
         for pid, status, _, _, _ in native.reap():
             if pid == child:
                 result.append(spawn.exit_code(status))
                 loop.stop()
-    loop.add_reader(sigfd, on_signals)
-    on_signals()
+    loop.add_signals(sigfd, on_signals)
+    on_signals(native.read_signals(sigfd))
     if not result:
         loop.run()
     return result[0]

@@ -12,6 +12,8 @@ import heapq
 import select
 import time
 
+from stage1 import native
+
 monotonic = time.monotonic
 
 
@@ -36,7 +38,15 @@ class Loop:
         self._readers = {}
         self._timers = []
         self.before_wait = []     # called before each wait: batched work (status files)
+        self._sigfd = None
+        self._on_signals = None
         self.running = False
+
+    def add_signals(self, sigfd, callback):
+        """callback([(signo, code, sender pid), ...]) for every signal."""
+        self._sigfd = sigfd
+        self._on_signals = callback
+        self._epoll.register(sigfd, select.EPOLLIN)
 
     def add_reader(self, fd, callback):
         self._epoll.register(fd, select.EPOLLIN)
@@ -78,11 +88,23 @@ class Loop:
                 callback()
             if not self.running:
                 break
+            if not readers:
+                # Nothing but signals to wait for (exec mode): block in
+                # sigtimedwait as tini does, one system call a signal and
+                # ~10 us less per wake-up than epoll_wait + read here.
+                infos = native.wait_signal(self._timeout())
+                if infos:
+                    self._on_signals(infos)
+                self._expire()
+                continue
             try:
                 events = self._epoll.poll(self._timeout())
             except InterruptedError:
                 continue
             for fd, _ in events:
+                if fd == self._sigfd:
+                    self._on_signals(native.read_signals(fd))
+                    continue
                 callback = readers.get(fd)
                 if callback is not None:
                     callback()

@@ -9,7 +9,7 @@ import os
 
 from stage1._native import ffi, lib
 
-NATIVE_VERSION = 6
+NATIVE_VERSION = 7
 if lib.S1_NATIVE_VERSION != NATIVE_VERSION:
     raise ImportError("stage1._native is version %d, this stage1 needs %d: "
                       "rebuild with ./build.sh" % (lib.S1_NATIVE_VERSION, NATIVE_VERSION))
@@ -74,7 +74,21 @@ _siginfo = ffi.new("struct s1_siginfo[64]")
 def read_signals(fd):
     """Pending signals in arrival order, as (signo, code, sender pid)."""
     n = _check(lib.s1_signalfd_read(fd, _siginfo, 64))
-    return [(_siginfo[i].signo, _siginfo[i].code, _siginfo[i].pid) for i in range(n)]
+    out = []
+    for i in range(n):
+        info = _siginfo[i]
+        out.append((info.signo, info.code, info.pid))
+    return out
+
+
+def wait_signal(timeout):
+    """Block until a signal comes (timeout in seconds, -1 for ever);
+    [(signo, code, sender pid)] or [] on timeout."""
+    ns = -1 if timeout < 0 else int(timeout * 1e9)
+    if _check(lib.s1_sigwait(ns, _siginfo)) == 0:
+        return []
+    info = _siginfo[0]
+    return [(info.signo, info.code, info.pid)]
 
 
 _exits = ffi.new("struct s1_exit[256]")
@@ -85,18 +99,30 @@ def reap():
     out = []
     while True:
         n = _check(lib.s1_reap(_exits, 256))
-        out.extend((e.pid, e.status, e.utime, e.stime, e.maxrss_kb)
-                   for e in (_exits[i] for i in range(n)))
+        for i in range(n):
+            e = _exits[i]
+            out.append((e.pid, e.status, e.utime, e.stime, e.maxrss_kb))
         if n < 256:
             return out
 
 
 def kill_many(pids, sig):
     """Send sig to each pid (negative: group); the count delivered."""
-    if not pids:
+    n = len(pids)
+    if n == 1:           # the hot path of signal forwarding: no allocation
+        try:
+            os.kill(pids[0], sig)
+            return 1
+        except ProcessLookupError:
+            return 0
+    if n == 0:
         return 0
-    arr = ffi.new("int[]", list(pids))
-    return _check(lib.s1_kill_many(arr, len(pids), sig))
+    arr = _pids if n <= 64 else ffi.new("int[]", n)
+    arr[0:n] = pids
+    return _check(lib.s1_kill_many(arr, n, sig))
+
+
+_pids = ffi.new("int[64]")
 
 
 def tty_foreground(fd, pgid):

@@ -128,7 +128,7 @@ class Supervisor:
         self._deadline = None
         self._swept = False
         self._pid1 = os.getpid() == 1
-        loop.add_reader(sigfd, self._on_signalfd)
+        loop.add_signals(sigfd, self._on_signals)
         if status is not None:
             loop.before_wait.append(status.flush)
 
@@ -138,7 +138,8 @@ class Supervisor:
         handler = TRANSITIONS[app.state].get(event)
         if handler is None:
             raise AssertionError("no transition for %s in %s" % (event, app.state))
-        self.log.debug("%s: %s in %s" % (app.name, event, app.state))
+        if self.log.verbose:
+            self.log.debug("%s: %s in %s" % (app.name, event, app.state))
         handler(self, app, *args)
 
     def _nothing(self, app, *args):
@@ -271,10 +272,7 @@ class Supervisor:
 
     def _set(self, app, state):
         app.state = state
-        # Status files tell waiting, running, exited and backoff; stopping is
-        # shown by the pod's status and the events, which spares a write per
-        # app when a large pod stops.
-        if self.status is not None and state != STOPPING:
+        if self.status is not None:
             self.status.app(app)
         self.on_change()
         self._wake_waiters()
@@ -566,12 +564,13 @@ class Supervisor:
 
     # -- signals and children ---------------------------------------------
 
-    def _on_signalfd(self):
-        for signo, code, sender in native.read_signals(self.sigfd):
+    def _on_signals(self, infos):
+        for signo, code, sender in infos:
             if signo == SIGCHLD:
                 self._reap()
             else:
-                self.log.debug("received %s from pid %d" % (native.signal_name(signo), sender))
+                if self.log.verbose:
+                    self.log.debug("received %s from pid %d" % (native.signal_name(signo), sender))
                 self.on_signal(signo)
 
     def on_signal(self, signo):
@@ -596,7 +595,7 @@ class Supervisor:
                 self.event(app, "exit", status, (utime, stime, maxrss))
             elif pid in self.hooks:
                 self._hook_exited(pid, status)
-            else:
+            elif self.log.verbose:
                 self.log.debug("reaped orphan pid %d" % pid)
         self._maybe_finish()
 

@@ -75,16 +75,17 @@ def test_help(args):
     assert "--grace" in r.stdout and "--pdeathsig" in r.stdout
 
 
-# x86_64 system call numbers: epoll_wait, epoll_pwait, epoll_pwait2.
-EPOLL_WAITS = {"232", "281", "441"}
+# The x86_64 system call number of rt_sigtimedwait.
+
+RT_SIGTIMEDWAIT = "128"
 
 
-def in_epoll_wait_forever(pid):
-    """Whether pid is blocked in an epoll wait with no timeout."""
+def in_sigtimedwait_forever(pid):
+    """Whether pid is blocked in rt_sigtimedwait with no timeout (a NULL
+    timespec, the third argument): exec mode waits for signals as tini does."""
     with open("/proc/%d/syscall" % pid) as f:
         fields = f.read().split()
-    # The timeout is an int: -1 shows as 0xffffffff.
-    return fields[0] in EPOLL_WAITS and int(fields[4], 16) & 0xffffffff == 0xffffffff
+    return fields[0] == RT_SIGTIMEDWAIT and int(fields[3], 16) == 0
 
 
 def switches(pid):
@@ -98,8 +99,9 @@ def test_idle_init_blocks_without_timeout_and_does_not_wake(procs, pid1):
     import time
     init = procs.init(["sleep", "60"], pid1=pid1)
     init.app()
-    # One thread, asleep in epoll_wait with timeout -1: no timer, no poll.
-    wait_until(lambda: in_epoll_wait_forever(init.pid), what="the init idle in epoll_wait")
+    # One thread, asleep in rt_sigtimedwait with no timeout: no timer, no poll.
+    wait_until(lambda: in_sigtimedwait_forever(init.pid),
+               what="the init idle in rt_sigtimedwait")
     assert os.listdir("/proc/%d/task" % init.pid) == [str(init.pid)]
 
     def quiet_for_a_second():
