@@ -127,7 +127,12 @@ class Live:
             hits = [e for e in self.events()
                     if e["event"] == kind and (app_name is None or e.get("app") == app_name)]
             return hits[count - 1] if len(hits) >= count else None
-        return wait_for(found, timeout, "event %s of %s (#%d)" % (kind, app_name, count))
+        try:
+            return wait_for(found, timeout, "event %s of %s (#%d)" % (kind, app_name, count))
+        except Timeout as err:
+            raise Timeout("%s; events: %s; the init %s; its stderr: %s" % (
+                err, self.kinds(), "runs" if self.run.alive() else "ended",
+                self.run.stderr()[-2000:])) from None
 
     def status(self, name):
         return self.pod.status(name)

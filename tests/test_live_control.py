@@ -145,7 +145,7 @@ def test_app_add_from_the_pod_manifest_then_start(live):
     assert pod.kinds("c") == [("added", "c")]
     r = pod.cli("app", "start", pod.path, "--app", "c")
     assert r.returncode == 0, r.stderr
-    assert pod.pod.wait_file("c-ran") == "c\n"
+    wait_for(lambda: pod.pod.read("c-ran") == "c\n", what="c's output")
     r = pod.cli("status", pod.path, "--json")
     assert [a["name"] for a in json.loads(r.stdout)["apps"]] == ["a", "b", "c"]
 

@@ -122,6 +122,7 @@ def test_init_apps_run_one_by_one_in_manifest_order_before_the_others(live, live
                 app("n", sh("echo n >> %s; exec sleep 3600" % log)),
                 app("i2", step("i2"), annotations=init)])
     pod.wait_event("pod-ready")
+    wait_for(lambda: open(log).read().count("\n") == 6, what="m and n")   # ready once started
     with open(log) as f:
         lines = f.read().split("\n")
     assert lines[:4] == ["i1 start", "i1 end", "i2 start", "i2 end"]

@@ -44,7 +44,8 @@ def test_notify_socket_is_given_to_notify_apps_only(live):
                     annotations={"stage1/notify": "systemd"})])
     wait_for(lambda: len(pod.run.stdout().splitlines()) == 2, what="both apps' output")
     assert sorted(pod.run.stdout().splitlines()) == sorted(["unset", pod.pod.file("notify.sock")])
-    assert pod.wait_status("plain", ready=True) and pod.status("n")["ready"] is False
+    assert pod.wait_status("plain", ready=True)
+    assert pod.wait_status("n", state="running")["ready"] is False
 
 
 def test_image_annotation_supports_systemd_notify(live, liveroot):
@@ -289,4 +290,4 @@ def test_image_notify_annotation_counts_beside_an_app_section(live, liveroot):
     assert pod.wait_status("svc", state="running")["ready"] is False
     open(go, "w").close()
     assert pod.wait_status("svc", ready=True)
-    assert pod.status("plain")["ready"] is True
+    assert pod.wait_status("plain", ready=True)
