@@ -93,6 +93,16 @@ def test_a_child_of_the_app_may_notify_for_it(live, liveroot):
     assert st["statusText"] == "from child"
 
 
+@pytest.mark.skipif(not os.path.exists("/usr/bin/systemd-notify"), reason="no systemd-notify")
+@pytest.mark.parametrize("pid1", [False, True], ids=["subreaper", "pid1"])
+def test_systemd_notify_from_a_shell_script(live, pid1):
+    # systemd-notify (>= 246) waits on BARRIER=1 until the init has read
+    # its message: it is still there to be traced to the app.
+    pod = live([app("a", sh("systemd-notify --ready --status=up; exec sleep 3600"),
+                    annotations={"stage1/notify": "systemd"})], None, pid1=pid1)
+    assert pod.wait_status("a", ready=True)["statusText"] == "up"
+
+
 # -- the sender is who the kernel says -------------------------------------------------
 
 def _gated_app(liveroot, name="b"):
