@@ -21,6 +21,7 @@
 #include <unistd.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
+#include <time.h>
 
 #include "stage1.h"
 
@@ -82,31 +83,63 @@ int s1_signalfd_read(int fd, struct s1_siginfo *out, int max)
     return n;
 }
 
-/* Wait for one signal, tini's way: one system call per signal when the
- * init has nothing but signals to wait for (exec mode).  timeout_ns < 0
- * waits for ever.  The raw system call, because glibc's sigtimedwait leaves
- * 32 and 33 out of the set (see above).  Returns 1, or 0 on timeout. */
-int s1_sigwait(int64_t timeout_ns, struct s1_siginfo *out)
+static int64_t s1_now_ns(void)
 {
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int s1_watched(const struct s1_exit *exits, int n, const int *watch, int nwatch)
+{
+    int i, j;
+
+    for (i = 0; i < n; i++)
+        for (j = 0; j < nwatch; j++)
+            if (exits[i].pid == watch[j])
+                return 1;
+    return 0;
+}
+
+/* Wait for a signal, tini's way, when the init has nothing but signals to
+ * wait for (exec mode): one rt_sigtimedwait per signal (the raw system
+ * call: glibc's leaves 32 and 33 out of the set, see above).  A SIGCHLD is
+ * reaped in the same call, into exits.  With a watch list, children that
+ * are none of the watched pids (orphans, whose end decides nothing) are
+ * reaped here and the wait goes on, so an orphan storm never wakes the
+ * interpreter.  timeout_ns < 0 waits for ever.  Returns the number of
+ * exits; out->signo is 0 on timeout. */
+int s1_sigwait(int64_t timeout_ns, const int *watch, int nwatch, struct s1_siginfo *out,
+               struct s1_exit *exits, int max)
+{
+    int64_t deadline = timeout_ns < 0 ? -1 : s1_now_ns() + timeout_ns, left;
+    struct timespec ts;
     sigset_t all;
     siginfo_t si;
-    struct timespec ts, *tsp = NULL;
-    int sig;
+    int sig, n;
 
     memset(&all, 0xff, sizeof all);
-    if (timeout_ns >= 0) {
-        ts.tv_sec = timeout_ns / 1000000000;
-        ts.tv_nsec = timeout_ns % 1000000000;
-        tsp = &ts;
+    for (;;) {
+        out->signo = 0;
+        left = deadline < 0 ? -1 : deadline - s1_now_ns();
+        if (deadline >= 0 && left < 0)
+            left = 0;
+        ts.tv_sec = left / 1000000000;
+        ts.tv_nsec = left % 1000000000;
+        sig = (int)syscall(SYS_rt_sigtimedwait, &all, &si, left < 0 ? NULL : &ts, _NSIG / 8);
+        if (sig < 0)
+            return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+        out->signo = sig;
+        out->code = si.si_code;
+        out->pid = si.si_pid;
+        out->uid = (int)si.si_uid;
+        if (sig != SIGCHLD)
+            return 0;
+        n = s1_reap(exits, max);
+        if (!watch || n < 0 || n == max || s1_watched(exits, n, watch, nwatch))
+            return n;
     }
-    sig = (int)syscall(SYS_rt_sigtimedwait, &all, &si, tsp, _NSIG / 8);
-    if (sig < 0)
-        return errno == EAGAIN || errno == EINTR ? 0 : -errno;
-    out->signo = sig;
-    out->code = si.si_code;
-    out->pid = si.si_pid;
-    out->uid = (int)si.si_uid;
-    return 1;
 }
 
 /* Send sig to each pid (negative: a process group).  Returns how many were

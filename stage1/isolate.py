@@ -455,11 +455,11 @@ def wait_passing_signals(sigfd, child):
     loop = Loop()
     result = []
 
-    def on_signals(infos):
+    def on_signals(infos, exits=None):
         for signo, _, _ in infos:
             if signo != SIGCHLD:
                 native.kill_many([child], signo)
-        for pid, status, _, _, _ in native.reap():
+        for pid, status, _, _, _ in (native.reap() if exits is None else exits):
             if pid == child:
                 result.append(spawn.exit_code(status))
                 loop.stop()

@@ -42,10 +42,13 @@ class Loop:
         self._on_signals = None
         self.running = False
 
-    def add_signals(self, sigfd, callback):
-        """callback([(signo, code, sender pid), ...]) for every signal."""
+    def add_signals(self, sigfd, callback, watch=lambda: None):
+        """callback([(signo, code, sender pid), ...], exits) for every
+        signal; exits are the children already reaped with a SIGCHLD, or
+        None when the callback is to reap them itself."""
         self._sigfd = sigfd
         self._on_signals = callback
+        self._watch = watch   # () -> the pids whose end matters, or None for every end
         self._epoll.register(sigfd, select.EPOLLIN)
 
     def add_reader(self, fd, callback):
@@ -92,9 +95,9 @@ class Loop:
                 # Nothing but signals to wait for (exec mode): block in
                 # sigtimedwait as tini does, one system call a signal and
                 # ~10 us less per wake-up than epoll_wait + read here.
-                infos = native.wait_signal(self._timeout())
+                infos, exits = native.wait_signal(self._timeout(), self._watch())
                 if infos:
-                    self._on_signals(infos)
+                    self._on_signals(infos, exits)
                 self._expire()
                 continue
             try:
@@ -103,7 +106,7 @@ class Loop:
                 continue
             for fd, _ in events:
                 if fd == self._sigfd:
-                    self._on_signals(native.read_signals(fd))
+                    self._on_signals(native.read_signals(fd), None)
                     continue
                 callback = readers.get(fd)
                 if callback is not None:

@@ -9,7 +9,7 @@ import os
 
 from stage1._native import ffi, lib
 
-NATIVE_VERSION = 7
+NATIVE_VERSION = 9
 if lib.S1_NATIVE_VERSION != NATIVE_VERSION:
     raise ImportError("stage1._native is version %d, this stage1 needs %d: "
                       "rebuild with ./build.sh" % (lib.S1_NATIVE_VERSION, NATIVE_VERSION))
@@ -81,14 +81,40 @@ def read_signals(fd):
     return out
 
 
-def wait_signal(timeout):
-    """Block until a signal comes (timeout in seconds, -1 for ever);
-    [(signo, code, sender pid)] or [] on timeout."""
+_watch = ffi.new("int[256]")
+
+
+def wait_signal(timeout, watch=None):
+    """Block until a signal comes (timeout in seconds, -1 for ever).
+    ([(signo, code, sender pid)] or [] on timeout, exits) where exits are
+    the children reaped with a SIGCHLD, as reap() gives them, else None.
+    With watch (a list of pids), a SIGCHLD that reaps none of them is
+    handled in C and the wait goes on."""
     ns = -1 if timeout < 0 else int(timeout * 1e9)
-    if _check(lib.s1_sigwait(ns, _siginfo)) == 0:
-        return []
+    if watch is None or len(watch) > 256:
+        n = lib.s1_sigwait(ns, ffi.NULL, 0, _siginfo, _exits, 256)
+    else:
+        _watch[0:len(watch)] = watch
+        n = lib.s1_sigwait(ns, _watch, len(watch), _siginfo, _exits, 256)
     info = _siginfo[0]
-    return [(info.signo, info.code, info.pid)]
+    if n < 0:
+        _check(n)
+    if info.signo == 0:
+        return [], None
+    if info.signo != 17:
+        return [(info.signo, info.code, info.pid)], None
+    exits = _exit_tuples(n)
+    if n == 256:
+        exits.extend(reap())
+    return [(17, info.code, info.pid)], exits
+
+
+def _exit_tuples(n):
+    out = []
+    for i in range(n):
+        e = _exits[i]
+        out.append((e.pid, e.status, e.utime, e.stime, e.maxrss_kb))
+    return out
 
 
 _exits = ffi.new("struct s1_exit[256]")
@@ -99,9 +125,7 @@ def reap():
     out = []
     while True:
         n = _check(lib.s1_reap(_exits, 256))
-        for i in range(n):
-            e = _exits[i]
-            out.append((e.pid, e.status, e.utime, e.stime, e.maxrss_kb))
+        out.extend(_exit_tuples(n))
         if n < 256:
             return out
 

@@ -128,7 +128,7 @@ class Supervisor:
         self._deadline = None
         self._swept = False
         self._pid1 = os.getpid() == 1
-        loop.add_signals(sigfd, self._on_signals)
+        loop.add_signals(sigfd, self._on_signals, self._watched)
         if status is not None:
             loop.before_wait.append(status.flush)
 
@@ -564,10 +564,19 @@ class Supervisor:
 
     # -- signals and children ---------------------------------------------
 
-    def _on_signals(self, infos):
+    def _watched(self):
+        """The children whose end matters; any other is an orphan that the
+        native wait may reap on its own.  While stopping, or with -v, every
+        end matters (the pod waits for its leftovers; -v logs each)."""
+        if self.stopping or self.log.verbose:
+            return None
+        return list(self.by_pid) + list(self.hooks)
+
+    def _on_signals(self, infos, exits=None):
         for signo, code, sender in infos:
             if signo == SIGCHLD:
-                self._reap()
+                self._reap(exits)
+                exits = None
             else:
                 if self.log.verbose:
                     self.log.debug("received %s from pid %d" % (native.signal_name(signo), sender))
@@ -588,8 +597,8 @@ class Supervisor:
             if app.state == RUNNING:
                 self._signal_app(app, signo)
 
-    def _reap(self):
-        for pid, status, utime, stime, maxrss in native.reap():
+    def _reap(self, exits=None):
+        for pid, status, utime, stime, maxrss in (native.reap() if exits is None else exits):
             app = self.by_pid.get(pid)
             if app is not None:
                 self.event(app, "exit", status, (utime, stime, maxrss))
