@@ -108,10 +108,12 @@ static int s1_watched(const struct s1_exit *exits, int n, const int *watch, int 
  * reaped in the same call, into exits.  With a watch list, children that
  * are none of the watched pids (orphans, whose end decides nothing) are
  * reaped here and the wait goes on, so an orphan storm never wakes the
- * interpreter.  timeout_ns < 0 waits for ever.  Returns the number of
- * exits; out->signo is 0 on timeout. */
-int s1_sigwait(int64_t timeout_ns, const int *watch, int nwatch, struct s1_siginfo *out,
-               struct s1_exit *exits, int max)
+ * interpreter.  With forward_to (a pid, or a negative group), any other
+ * signal is passed on to it right here, before the interpreter runs, so a
+ * forwarded signal costs what it costs tini.  timeout_ns < 0 waits for
+ * ever.  Returns the number of exits; out->signo is 0 on timeout. */
+int s1_sigwait(int64_t timeout_ns, const int *watch, int nwatch, int forward_to,
+               struct s1_siginfo *out, struct s1_exit *exits, int max)
 {
     int64_t deadline = timeout_ns < 0 ? -1 : s1_now_ns() + timeout_ns, left;
     struct timespec ts;
@@ -134,8 +136,13 @@ int s1_sigwait(int64_t timeout_ns, const int *watch, int nwatch, struct s1_sigin
         out->code = si.si_code;
         out->pid = si.si_pid;
         out->uid = (int)si.si_uid;
-        if (sig != SIGCHLD)
+        out->forwarded = 0;
+        if (sig != SIGCHLD) {
+            /* ESRCH: the app has just ended; its SIGCHLD tells the rest. */
+            if (forward_to != 0 && kill(forward_to, sig) == 0)
+                out->forwarded = 1;
             return 0;
+        }
         n = s1_reap(exits, max);
         if (!watch || n < 0 || n == max || s1_watched(exits, n, watch, nwatch))
             return n;

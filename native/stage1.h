@@ -13,7 +13,7 @@
 #include <sys/types.h>
 
 /* CDEF-BEGIN */
-enum { S1_NATIVE_VERSION = 9 };
+enum { S1_NATIVE_VERSION = 10 };
 
 /* Steps of the child path between fork and exec, in the order they run.
  * A failure is reported to the parent as (step, errno). */
@@ -96,13 +96,14 @@ struct s1_siginfo {
     int code;
     int pid;
     int uid;
+    int forwarded;             /* s1_sigwait passed it on already */
 };
 
 /* signals.c */
 int s1_signals_take(uint64_t *mask_out, uint64_t *ign_out);
 int s1_signalfd_read(int fd, struct s1_siginfo *out, int max);
-int s1_sigwait(int64_t timeout_ns, const int *watch, int nwatch, struct s1_siginfo *out,
-               struct s1_exit *exits, int max);
+int s1_sigwait(int64_t timeout_ns, const int *watch, int nwatch, int forward_to,
+               struct s1_siginfo *out, struct s1_exit *exits, int max);
 int s1_kill_many(const int *pids, int n, int sig);
 int s1_signal_number(const char *name);
 const char *s1_signal_name(int sig);

@@ -456,7 +456,7 @@ def wait_passing_signals(sigfd, child):
     result = []
 
     def on_signals(infos, exits=None):
-        for signo, _, _ in infos:
+        for signo, _, _, _ in infos:
             if signo != SIGCHLD:
                 native.kill_many([child], signo)
         for pid, status, _, _, _ in (native.reap() if exits is None else exits):

@@ -42,13 +42,16 @@ class Loop:
         self._on_signals = None
         self.running = False
 
-    def add_signals(self, sigfd, callback, watch=lambda: None):
-        """callback([(signo, code, sender pid), ...], exits) for every
+    def add_signals(self, sigfd, callback, plan=lambda: (None, 0)):
+        """callback([(signo, code, sender pid, forwarded), ...], exits) for every
         signal; exits are the children already reaped with a SIGCHLD, or
         None when the callback is to reap them itself."""
         self._sigfd = sigfd
         self._on_signals = callback
-        self._watch = watch   # () -> the pids whose end matters, or None for every end
+        # plan() -> (the pids whose end matters or None for every end, the
+        # pid or -group to pass other signals to at once, or 0): what the
+        # native wait may do on its own, in exec mode.
+        self._plan = plan
         self._epoll.register(sigfd, select.EPOLLIN)
 
     def add_reader(self, fd, callback):
@@ -95,7 +98,7 @@ class Loop:
                 # Nothing but signals to wait for (exec mode): block in
                 # sigtimedwait as tini does, one system call a signal and
                 # ~10 us less per wake-up than epoll_wait + read here.
-                infos, exits = native.wait_signal(self._timeout(), self._watch())
+                infos, exits = native.wait_signal(self._timeout(), *self._plan())
                 if infos:
                     self._on_signals(infos, exits)
                 self._expire()

@@ -9,7 +9,7 @@ import os
 
 from stage1._native import ffi, lib
 
-NATIVE_VERSION = 9
+NATIVE_VERSION = 10
 if lib.S1_NATIVE_VERSION != NATIVE_VERSION:
     raise ImportError("stage1._native is version %d, this stage1 needs %d: "
                       "rebuild with ./build.sh" % (lib.S1_NATIVE_VERSION, NATIVE_VERSION))
@@ -72,41 +72,42 @@ _siginfo = ffi.new("struct s1_siginfo[64]")
 
 
 def read_signals(fd):
-    """Pending signals in arrival order, as (signo, code, sender pid)."""
+    """Pending signals in arrival order, as (signo, code, sender pid, False)."""
     n = _check(lib.s1_signalfd_read(fd, _siginfo, 64))
     out = []
     for i in range(n):
         info = _siginfo[i]
-        out.append((info.signo, info.code, info.pid))
+        out.append((info.signo, info.code, info.pid, False))
     return out
 
 
 _watch = ffi.new("int[256]")
 
 
-def wait_signal(timeout, watch=None):
+def wait_signal(timeout, watch=None, forward_to=0):
     """Block until a signal comes (timeout in seconds, -1 for ever).
-    ([(signo, code, sender pid)] or [] on timeout, exits) where exits are
-    the children reaped with a SIGCHLD, as reap() gives them, else None.
-    With watch (a list of pids), a SIGCHLD that reaps none of them is
-    handled in C and the wait goes on."""
+    ([(signo, code, sender pid, forwarded)] or [] on timeout, exits) where
+    exits are the children reaped with a SIGCHLD, as reap() gives them,
+    else None.  With watch (a list of pids), a SIGCHLD that reaps none of
+    them is handled in C and the wait goes on; with forward_to (pid, or
+    -pgid), other signals are passed on to it at once."""
     ns = -1 if timeout < 0 else int(timeout * 1e9)
     if watch is None or len(watch) > 256:
-        n = lib.s1_sigwait(ns, ffi.NULL, 0, _siginfo, _exits, 256)
+        n = lib.s1_sigwait(ns, ffi.NULL, 0, forward_to, _siginfo, _exits, 256)
     else:
         _watch[0:len(watch)] = watch
-        n = lib.s1_sigwait(ns, _watch, len(watch), _siginfo, _exits, 256)
+        n = lib.s1_sigwait(ns, _watch, len(watch), forward_to, _siginfo, _exits, 256)
     info = _siginfo[0]
     if n < 0:
         _check(n)
     if info.signo == 0:
         return [], None
     if info.signo != 17:
-        return [(info.signo, info.code, info.pid)], None
+        return [(info.signo, info.code, info.pid, bool(info.forwarded))], None
     exits = _exit_tuples(n)
     if n == 256:
         exits.extend(reap())
-    return [(17, info.code, info.pid)], exits
+    return [(17, info.code, info.pid, False)], exits
 
 
 def _exit_tuples(n):

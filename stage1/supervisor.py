@@ -128,7 +128,7 @@ class Supervisor:
         self._deadline = None
         self._swept = False
         self._pid1 = os.getpid() == 1
-        loop.add_signals(sigfd, self._on_signals, self._watched)
+        loop.add_signals(sigfd, self._on_signals, self._wait_plan)
         if status is not None:
             loop.before_wait.append(status.flush)
 
@@ -564,29 +564,38 @@ class Supervisor:
 
     # -- signals and children ---------------------------------------------
 
-    def _watched(self):
-        """The children whose end matters; any other is an orphan that the
-        native wait may reap on its own.  While stopping, or with -v, every
-        end matters (the pod waits for its leftovers; -v logs each)."""
+    def _wait_plan(self):
+        """What the native signal wait may do without us (exec mode):
+        reap children that are no app or hook (orphans) on its own, and
+        pass signals on to the one app at once.  While stopping, or with
+        -v, every end matters (the pod waits for its leftovers; -v logs
+        each) and nothing is passed on behind our back."""
         if self.stopping or self.log.verbose:
-            return None
-        return list(self.by_pid) + list(self.hooks)
+            return None, 0
+        watch = list(self.by_pid) + list(self.hooks)
+        forward = 0
+        if self.forward_all and len(self.by_pid) == 1:
+            app = next(iter(self.by_pid.values()))
+            if app.state in (RUNNING, STOPPING):
+                forward = -app.pid if self.group else app.pid
+        return watch, forward
 
     def _on_signals(self, infos, exits=None):
-        for signo, code, sender in infos:
+        for signo, code, sender, forwarded in infos:
             if signo == SIGCHLD:
                 self._reap(exits)
                 exits = None
             else:
                 if self.log.verbose:
                     self.log.debug("received %s from pid %d" % (native.signal_name(signo), sender))
-                self.on_signal(signo)
+                self.on_signal(signo, forwarded)
 
-    def on_signal(self, signo):
+    def on_signal(self, signo, forwarded=False):
         if self.forward_all:
             for app in self.apps.values():
                 if app.state in (RUNNING, STOPPING):
-                    self._signal_app(app, signo)
+                    if not forwarded:
+                        self._signal_app(app, signo)
                     if signo in STOP_SIGNALS and app.timer is None and self.grace > 0:
                         app.timer = self.loop.call_later(self.grace, lambda a=app: self.event(a, "kill"))
             return
