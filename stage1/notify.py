@@ -14,6 +14,8 @@ import os
 import socket
 import struct
 
+from stage1 import procs
+
 UCRED = struct.Struct("iII")
 
 
@@ -58,7 +60,7 @@ class NotifySocket:
             app = self.sup.by_pid.get(pid)
             if app is not None:
                 return app
-            pid = _ppid(pid)
+            pid = procs.parent_pid(pid)
             seen += 1
         return None
 
@@ -80,15 +82,6 @@ class NotifySocket:
             os.unlink(self.path)
         except OSError:
             pass
-
-
-def _ppid(pid):
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as f:
-            stat = f.read()
-        return int(stat[stat.rindex(b")") + 2:].split(None, 2)[1])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 class NotifyFd:

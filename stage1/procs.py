@@ -1,5 +1,46 @@
-"""The pod's process tree for `stage1 ps`, through psutil (imported here
-only: it is not on the init's path)."""
+"""Processes from /proc: the init's descendants and a process's parent
+(plain reads, for the init), and the pod's process tree for `stage1 ps`
+(through psutil, imported only there: it is not on the init's path)."""
+import os
+
+
+def parent_pid(pid):
+    """pid's parent from /proc/PID/stat, or None when it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            return _ppid(f.read())
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _ppid(stat):
+    # The command name may hold spaces and parentheses: parse after the last ')'.
+    return int(stat[stat.rindex(b")") + 2:].split(None, 2)[1])
+
+
+def descendants(root):
+    """Pids below root, from /proc; None when /proc is not our namespace's."""
+    try:
+        if os.readlink("/proc/self") != str(os.getpid()):
+            return None
+        names = os.listdir("/proc")
+    except OSError:
+        return None
+    children = {}
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name, "rb") as f:
+                children.setdefault(_ppid(f.read()), []).append(int(name))
+        except (OSError, ValueError, IndexError):
+            continue
+    out, todo = [], [root]
+    while todo:
+        for pid in children.get(todo.pop(), ()):
+            out.append(pid)
+            todo.append(pid)
+    return out
 
 
 def _nspid_map(processes):

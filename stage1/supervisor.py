@@ -13,7 +13,7 @@ other signals to every running app.
 """
 import os
 
-from stage1 import native, order, spawn
+from stage1 import native, order, procs, spawn
 
 SIGKILL, SIGTERM, SIGINT, SIGQUIT, SIGCHLD = 9, 15, 2, 3, 17
 STOP_SIGNALS = (SIGTERM, SIGINT, SIGQUIT)
@@ -631,7 +631,7 @@ class Supervisor:
 
     def _kill_everything(self, sig):
         """sig to every process left below the init."""
-        pids = _descendants(os.getpid())
+        pids = procs.descendants(os.getpid())
         if pids is None and self._pid1:
             # No /proc of our own: kill(-1) reaches every process of the
             # namespace but the init itself.
@@ -659,33 +659,6 @@ def _reason(app, sig):
 def _now():
     import time
     return time.time()
-
-
-def _descendants(root):
-    """Pids below root, from /proc; None when /proc is not our namespace's."""
-    try:
-        if os.readlink("/proc/self") != str(os.getpid()):
-            return None
-        names = os.listdir("/proc")
-    except OSError:
-        return None
-    children = {}
-    for name in names:
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % name, "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(b")") + 2:].split(None, 2)[1])
-        children.setdefault(ppid, []).append(int(name))
-    out, todo = [], [root]
-    while todo:
-        for pid in children.get(todo.pop(), ()):
-            out.append(pid)
-            todo.append(pid)
-    return out
 
 
 S = Supervisor

@@ -15,6 +15,8 @@ import subprocess
 import sys
 import time
 
+from conftest import children, descendants  # noqa: F401 (children is re-exported)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STAGE1 = os.path.join(ROOT, ".venv", "bin", "stage1")
 UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc"]
@@ -171,7 +173,7 @@ class Run:
         self.pid1 = pid1
         self.init_pid = self.proc.pid
         if pid1:
-            self.init_pid = wait_for(lambda: _children(self.proc.pid) or
+            self.init_pid = wait_for(lambda: children(self.proc.pid) or
                                      self.proc.poll() is not None and [None],
                                      what="the init under unshare")[0]
         self.code = None
@@ -219,30 +221,6 @@ class Run:
             if nspid(pid) == ns_pid:
                 return pid
         return None
-
-
-def _children(pid):
-    out = []
-    try:
-        tids = os.listdir("/proc/%d/task" % pid)
-    except OSError:
-        return out
-    for tid in tids:
-        try:
-            with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
-                out.extend(int(p) for p in f.read().split())
-        except OSError:
-            pass
-    return out
-
-
-def descendants(pid):
-    out, todo = [], [pid]
-    while todo:
-        for child in _children(todo.pop()):
-            out.append(child)
-            todo.append(child)
-    return out
 
 
 def kill_tree(pid):

@@ -9,7 +9,7 @@ import pytest
 
 from isohelpers import podbase  # noqa: F401 (a fixture)
 from isohelpers import IsoPod, IsoRun, iso_run, mounts_below, sh_app, wait_for
-from podhelpers import cmdline, nspid, _children
+from podhelpers import cmdline, nspid, children
 
 
 def _ns(kind):
@@ -35,7 +35,7 @@ def test_pid_files_the_titles_and_the_init_as_the_host_sees_it(podbase):
     with IsoRun(pod) as r:
         pod.wait_state("a", "running")
         host_side = r.proc.pid
-        [init] = wait_for(lambda: _children(host_side), what="the pod's init")
+        [init] = wait_for(lambda: children(host_side), what="the pod's init")
         assert pod.read("pid") == "%d\n" % init
         assert pod.read("ppid") == "%d\n" % host_side
         assert nspid(init) == 1
@@ -44,7 +44,7 @@ def test_pid_files_the_titles_and_the_init_as_the_host_sees_it(podbase):
         assert pod.pod_status()["pid"] == init
         # the app's pid in the status file is its pid in the pod
         assert pod.status("a")["pid"] == 2
-        assert [nspid(p) for p in _children(init)] == [2]
+        assert [nspid(p) for p in children(init)] == [2]
 
 
 def test_pod_pid_is_written_before_any_app_starts(podbase):

@@ -6,7 +6,7 @@ import signal
 
 from isohelpers import podbase  # noqa: F401 (a fixture)
 from isohelpers import IsoPod, IsoRun, gc, iso_run, sh_app, stage1_cmd, wait_for, STAGE1
-from podhelpers import alive, _children
+from podhelpers import alive, children
 
 
 def test_the_exit_code_is_the_pods(podbase):
@@ -52,7 +52,7 @@ def test_status_and_ps_of_an_isolated_pod(podbase):
     with IsoRun(pod):
         pod.wait_state("a", "running")
         init = int(pod.read("pid"))
-        app = wait_for(lambda: _children(init), what="the app")[0]
+        app = wait_for(lambda: children(init), what="the app")[0]
         ps = stage1_cmd("ps", pod.path)
         assert ps.returncode == 0, ps.stderr
         rows = [l.split() for l in ps.stdout.splitlines()[1:]]

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from podhelpers import RFC3339_UTC, Pod, Run, app, run, sh, wait_for
+from podhelpers import RFC3339_UTC, Pod, Run, app, children, run, sh, wait_for
 
 APP_FIELDS = {"name", "state", "pid", "exitCode", "signal", "reason", "message", "startedAt",
               "finishedAt", "restartCount", "cpuUserSeconds", "cpuSystemSeconds", "maxRssKiB"}
@@ -85,7 +85,7 @@ def test_status_while_running_and_after(tmp_path):
     with Run(pod) as r:
         pod.wait_file("up")
         st = pod.wait_state("a", "running")
-        assert st["pid"] == [p for p in _children(r.init_pid)][0]
+        assert st["pid"] == [p for p in children(r.init_pid)][0]
         assert (st["exitCode"], st["signal"], st["reason"], st["finishedAt"]) == \
             (None, None, None, None)
         assert RFC3339_UTC.match(st["startedAt"])
@@ -103,11 +103,6 @@ def test_status_while_running_and_after(tmp_path):
     # every file was renamed into place: no temporary left behind
     assert sorted(os.listdir(pod.status_dir)) == ["a", "a.json"]
     assert not [n for n in os.listdir(pod.path) if ".tmp" in n]
-
-
-def _children(pid):
-    with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-        return [int(p) for p in f.read().split()]
 
 
 def test_pod_status_goes_through_stopping(tmp_path):

@@ -14,7 +14,7 @@ import pytest
 from isohelpers import podbase  # noqa: F401 (a fixture)
 from isohelpers import (IsoPod, IsoRun, Proc, gc, iso_run, mountinfo, mounts_below, sh_app,
                         stage1_cmd, unpack_aci, wait_for, DEADLINE, STAGE1)
-from podhelpers import _children, alive, nspid, ROOT
+from podhelpers import children, alive, nspid, ROOT
 
 RKT_RUN_FLAGS = ["--debug", "--net=host", "--mds-token=x", "--local-config=/etc/rkt",
                  "--hostname=h", "--private-users=", "--disable-seccomp",
@@ -193,7 +193,7 @@ def test_enter_passes_signals_on(podbase):
     pod, r = _running(podbase)
     with r, Proc([STAGE1, "enter", pod.path, "--app", "a", "--", "/bin/sleep", "60"]) as e:
         init = int(pod.read("pid"))
-        sleeper = wait_for(lambda: [p for p in _children(e.proc.pid)], what="the command")[0]
+        sleeper = wait_for(lambda: [p for p in children(e.proc.pid)], what="the command")[0]
         assert nspid(sleeper) not in (None, sleeper)     # it lives in the pod's namespace
         e.proc.send_signal(signal.SIGTERM)
         assert e.wait() == 128 + signal.SIGTERM
@@ -236,7 +236,7 @@ def test_stop_force_kills_the_whole_pod(podbase):
     pod, r = _running(podbase)
     with r:
         init = int(pod.read("pid"))
-        app = wait_for(lambda: _children(init), what="the app")[0]
+        app = wait_for(lambda: children(init), what="the app")[0]
         done = stage1_cmd("stop", "--force", pod.uuid, cwd=pod.path)
         assert done.returncode == 0, done.stderr
         assert r.wait() == 128 + signal.SIGKILL
