@@ -76,17 +76,7 @@ class ControlServer:
         self.add_app = add_app            # (name, runtime app JSON or None) -> App, or raises
         self.clients = {}
         self.events = None
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC |
-                             socket.SOCK_NONBLOCK)
-        old = os.umask(0o177)            # created 0600: no window with a wider mode
-        try:
-            unix_path(sock.bind, path)
-        finally:
-            os.umask(old)
+        sock = listening_socket(path, socket.SOCK_STREAM, 0o600)
         if owner is not None and owner != os.geteuid():
             # 0600 for the owner of the pod directory, who may talk too.
             os.chown(path, owner, -1)
@@ -248,6 +238,22 @@ class RequestError(Exception):
 
 
 MAX_UNIX_PATH = 107
+
+
+def listening_socket(path, kind, mode):
+    """A non-blocking, close-on-exec unix socket bound at path (a stale one
+    is replaced), created with mode: no window with a wider one."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    sock = socket.socket(socket.AF_UNIX, kind | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
+    old = os.umask(0o777 & ~mode)
+    try:
+        unix_path(sock.bind, path)
+    finally:
+        os.umask(old)
+    return sock
 
 
 def unix_path(call, path):

@@ -22,17 +22,11 @@ UCRED = struct.Struct("iII")
 class NotifySocket:
     def __init__(self, path, loop, sup, log):
         self.path, self.sup, self.log = path, sup, log
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC |
-                             socket.SOCK_NONBLOCK)
-        from stage1.control import unix_path
-        unix_path(sock.bind, path)      # (an app's sd_notify needs a path under 108 bytes)
+        from stage1.control import listening_socket
         # Apps may run as any user; what a sender may do is decided by its
-        # credentials below, not by the socket's mode.
-        os.chmod(path, 0o666)
+        # credentials below, not by the socket's mode.  (An app's sd_notify
+        # needs the path to fit in 107 bytes; the init binds any length.)
+        sock = listening_socket(path, socket.SOCK_DGRAM, 0o666)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         self.sock = sock
         loop.add_reader(sock.fileno(), self._readable)
