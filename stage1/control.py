@@ -17,7 +17,7 @@ import os
 import socket
 import struct
 
-from stage1.supervisor import BACKOFF, ENDED, EXITED, RUNNING, STOPPING, WAITING
+from stage1.supervisor import BACKOFF, ENDED, EXITED, RUNNING, WAITING
 from stage1.status import app_record
 
 MAX_REQUEST = 1 << 20
@@ -169,8 +169,8 @@ class ControlServer:
         self._refuse_when_stopping()
         if app.state in (WAITING, EXITED):
             self.sup.event(app, "start")
-        self._answer_when(client, app, lambda: app.state != STOPPING and
-                          (app.state == RUNNING or app.state in ENDED or app.state == BACKOFF))
+        self._answer_when(client, app, lambda: app.state in (RUNNING, BACKOFF) or
+                          app.state in ENDED)
 
     def op_stop(self, client, req):
         app = self._app(req)

@@ -7,7 +7,7 @@ writer load only with --status-dir.
 """
 import os
 
-from stage1 import init, native, spawn
+from stage1 import init, spawn
 from stage1.loop import Loop
 from stage1.supervisor import App, Log, Supervisor, ON_ANY
 

@@ -191,7 +191,7 @@ ENTER_OPTIONS = {"--pid": ("pid", True), "--appname": ("app", True), "--app": ("
 def cmd_enter(args):
     """rkt's `enter --pid=PID --appname=NAME -- CMD`, cwd in the pod; or
     `enter POD --app NAME -- CMD`."""
-    from stage1 import enter, pod
+    from stage1 import enter
     cut = args.index("--") if "--" in args else len(args)
     opts, positionals = parse(args[:cut], ENTER_OPTIONS)
     command = args[cut + 1:] or ["/bin/sh"]

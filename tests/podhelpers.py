@@ -12,7 +12,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 
 from conftest import children, descendants  # noqa: F401 (children is re-exported)

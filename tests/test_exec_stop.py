@@ -5,7 +5,6 @@ an app still alive when --grace ends is SIGKILLed (exit 137, reason
 Killed); --grace 0 never escalates.  When the app exits, whatever is left
 below the init gets SIGTERM, then SIGKILL when the grace ends, and the init
 exits with the app's status."""
-import os
 import signal
 
 import pytest

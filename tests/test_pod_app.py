@@ -2,7 +2,6 @@
 workingDirectory, user and group, supplementaryGIDs, exec failures,
 isolators."""
 import os
-import stat
 
 import pytest
 

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from podhelpers import Pod, Run, app, run, sh, stage1, wait_for, STAGE1
+from podhelpers import Pod, Run, app, run, sh, stage1, STAGE1
 
 UUID = "6f9b2d5e-1c3a-4e8b-9a0d-2b7c4f1e3a55"
 RKT_FLAGS = ["--debug", "--net=host", "--mds-token=x", "--local-config=/x", "--hostname=h",

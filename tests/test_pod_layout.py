@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from podhelpers import Pod, Run, app, run, sh, wait_for, alive, app_host_pid
+from podhelpers import Pod, Run, app, run, sh, app_host_pid
 
 
 def test_status_dir_and_pid_files_in_pod_dir(tmp_path):

@@ -1,7 +1,6 @@
 """Bad input: `stage1 run` exits 254 before anything starts, with one line
 on stderr naming the place (a JSON path).  apps[0] of every manifest here
 would create a marker file; it must not exist afterwards."""
-import copy
 import os
 
 import pytest

@@ -9,8 +9,7 @@ import subprocess
 
 import pytest
 
-from podhelpers import (Pod, Run, alive, app, app_host_pid, sh, stage1, wait_for,
-                        descendants, kill_tree)
+from podhelpers import Pod, Run, alive, app, sh, stage1, wait_for, descendants
 
 UUID = "0c2a6f3e-8d1b-4b6a-9f27-5e1d3c4b2a10"
 

@@ -1,7 +1,6 @@
 """rkt's stage1 interface: the stage1.aci image, and run, enter, stop and gc
 driven exactly as rkt drives them (cwd in the pod directory, rkt's flags,
 the UUID last, RKT_LOCK_FD holding a flock on the pod directory)."""
-import errno
 import fcntl
 import json
 import os
@@ -12,7 +11,7 @@ import tarfile
 import pytest
 
 from isohelpers import podbase  # noqa: F401 (a fixture)
-from isohelpers import (IsoPod, IsoRun, Proc, gc, iso_run, mountinfo, mounts_below, sh_app,
+from isohelpers import (IsoPod, IsoRun, Proc, iso_run, mountinfo, mounts_below, sh_app,
                         stage1_cmd, unpack_aci, wait_for, DEADLINE, STAGE1)
 from podhelpers import children, alive, nspid, ROOT
 
