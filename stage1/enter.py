@@ -95,7 +95,4 @@ def run(poddir, name, command, pid=None, verbose=False):
     sup = Supervisor(loop, sigfd, spawn.SignalState(mask, ignored), log, policy=ON_ANY,
                      forward_all=True, tty_fd=init.terminal_fd())
     sup.add(App(os.path.basename(command[0]), launch))
-    sup.start_all()
-    if not sup.done:
-        loop.run()
-    return sup.exit_code
+    return sup.run()

@@ -33,14 +33,12 @@ def run(command, *, name, grace, group, status_dir, pdeathsig, verbose):
                      forward_all=True, group=group, tty_fd=init.terminal_fd(),
                      status=status)
     sup.add(App(name, launch))
-    sup.start_all()
-    if not sup.done:
-        loop.run()
+    code = sup.run()
     app = sup.apps[name]
     if app.reason == "ExecFailed":
         # The one line on stderr was written by the supervisor's log.
         return app.exit_code
-    return sup.exit_code
+    return code
 
 
 def _environ():

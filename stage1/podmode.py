@@ -325,11 +325,9 @@ def supervise(the_plan, poddir, opts, log, sigfd, signals, pid=None, before_star
     sup.on_change()
     if before_start is not None:
         before_start()
-    sup.start_all()
-    if not sup.done:
-        loop.run()
+    code = sup.run()
     live.close()
-    return sup.exit_code
+    return code
 
 
 def add_app(poddir, sup, name, runtime_app, stdin_fd, isolation=None):

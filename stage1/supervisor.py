@@ -493,6 +493,38 @@ class Supervisor:
             self._wake_waiters()
             self._maybe_finish()
 
+    def run(self):
+        """Start the apps and run the loop until the pod ends; the pod's
+        exit code.
+
+        A failure of stage1's own code must not leave the apps behind with
+        no init to reap them: it is reported with its traceback, everything
+        below the init gets SIGKILL and is reaped (for at most 2 s), and the
+        code is 254."""
+        try:
+            self.start_all()
+            if not self.done:
+                self.loop.run()
+            return self.exit_code
+        except Exception:
+            import traceback
+            self.log.warn("internal error, killing every process of the pod:\n%s"
+                          % traceback.format_exc().rstrip())
+        self.done = True
+        for app in self.apps.values():
+            self._signal_app(app, SIGKILL)
+        self._kill_everything(SIGKILL)
+        deadline = self.loop_time() + 2.0
+        while native.has_children() and self.loop_time() < deadline:
+            native.reap()
+            native.wait_signal(0.05)
+        native.reap()
+        self.exit_code = 254
+        if self.status is not None:
+            self.status.flush()
+        self.on_change()
+        return 254
+
     def shutdown(self, exit_code=None):
         """Stop every app, ask leftovers to stop, SIGKILL all when grace ends."""
         if self.exit_code is None and exit_code is not None:

@@ -6,10 +6,12 @@ Killed); --grace 0 never escalates.  When the app exits, whatever is left
 below the init gets SIGTERM, then SIGKILL when the grace ends, and the init
 exits with the app's status."""
 import signal
+import subprocess
 
 import pytest
 
-from conftest import alive, gone, holds_for, py, read_json, wait_until
+from conftest import (DEADLINE, PY, alive, descendants, gone, holds_for, py, read_json,
+                      wait_until)
 
 PIDS = pytest.mark.parametrize("pid1", [False, True], ids=["subreaper", "pid1"])
 
@@ -165,3 +167,35 @@ while True:
     assert init.wait(timeout=10) == 137
     wait_until(lambda: gone(child), what="the app's child to be gone")
     assert read_json(tmp_path / "st" / "app.json")["reason"] == "Killed"
+
+
+# A bug in stage1's own code, made on purpose: the supervisor's handler of a
+# passed-on signal raises.  The init must not leave its app (and the app's
+# children) behind without an init: it kills and reaps them, then exits 254.
+FAULTY_INIT = r"""
+import sys
+from stage1 import cli, supervisor
+
+def broken(self, signo, forwarded=False):
+    raise RuntimeError("injected fault")
+
+supervisor.Supervisor.on_signal = broken
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_an_internal_error_kills_and_reaps_the_pod_and_exits_254(procs, tmp_path):
+    marker = tmp_path / "up"
+    app = "sleep 100 & touch %s; wait" % marker
+    init = procs.start([PY, "-c", FAULTY_INIT, "exec", "--", "sh", "-c", app],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_until(marker.exists, what="the app and its child")
+    below = descendants(init.pid)
+    assert len(below) == 2
+    init.send_signal(signal.SIGUSR1)
+    init.wait(DEADLINE)
+    assert init.returncode == 254
+    err = init.stderr.read().decode()
+    assert "internal error" in err and "injected fault" in err
+    for pid in below:
+        assert gone(pid), "process %d was left behind" % pid
