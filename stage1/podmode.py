@@ -6,6 +6,7 @@ starts, and turns each app into a supervisor.App; `run` then becomes the
 init, writes the pid file and hands the apps to the Supervisor.
 """
 import os
+import time
 
 from stage1 import init, manifest, native, spawn, users
 from stage1.loop import Loop
@@ -248,7 +249,7 @@ class PodStatus:
         self.poddir, self.sup, self.log = poddir, sup, log
         self.pid = pid or os.getpid()      # an isolated init is 1 to itself
         self.state = None
-        self.started_at = __import__("time").time()
+        self.started_at = time.time()
         self.failed = False
 
     def __call__(self):
@@ -259,7 +260,7 @@ class PodStatus:
         self.state = (state, list(sup.apps))
         doc = {"state": state, "exitCode": sup.exit_code if sup.done else None,
                "pid": self.pid, "startedAt": rfc3339(self.started_at),
-               "finishedAt": rfc3339(__import__("time").time()) if sup.done else None,
+               "finishedAt": rfc3339(time.time()) if sup.done else None,
                "apps": list(sup.apps)}
         try:
             write_json(self.poddir.status_path, doc)

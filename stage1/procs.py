@@ -2,6 +2,7 @@
 (plain reads, for the init), and the pod's process tree for `stage1 ps`
 (through psutil, imported only there: it is not on the init's path)."""
 import os
+import time
 
 
 def parent_pid(pid):
@@ -83,7 +84,7 @@ def pod_tree(init_pid, apps):
             cpu[p.pid] = p.cpu_percent(None)
         except psutil.Error:
             pass
-    __import__("time").sleep(0.2)     # one short interval for every process at once
+    time.sleep(0.2)     # one short interval for every process at once
     for p in everyone:
         try:
             cpu[p.pid] = p.cpu_percent(None)

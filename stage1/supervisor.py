@@ -12,8 +12,10 @@ on; pod mode (`stage1 run`) stops the pod on SIGTERM/SIGINT and passes the
 other signals to every running app.
 """
 import os
+import time
 
 from stage1 import native, order, procs, spawn
+from stage1.loop import monotonic
 
 SIGKILL, SIGTERM, SIGINT, SIGQUIT, SIGCHLD = 9, 15, 2, 3, 17
 STOP_SIGNALS = (SIGTERM, SIGINT, SIGQUIT)
@@ -96,7 +98,6 @@ class Supervisor:
                  forward_all=False, group=False, tty_fd=-1, pgid_mode=None,
                  status=None, backoff=(10.0, 300.0), on_change=None, hook_launch=None):
         self.loop = loop
-        self.sigfd = sigfd
         self.signals = signals
         self.log = log
         self.grace = grace
@@ -182,7 +183,7 @@ class Supervisor:
                                 "StartError" if code is None else "ExecFailed", str(err))
             return
         app.started_at = _now()
-        app.started_mono = self.loop_time()
+        app.started_mono = monotonic()
         app.exit_code = app.signal_name = app.reason = app.message = None
         app.finished_at = None
         app.rusage = (None, None, None)
@@ -402,7 +403,7 @@ class Supervisor:
 
     def _backoff_delay(self, app):
         base, cap = self.backoff
-        ran = self.loop_time() - (app.started_mono or 0)
+        ran = monotonic() - (app.started_mono or 0)
         app.backoff_streak = 1 if ran >= 600 else app.backoff_streak + 1
         return min(cap, base * 2 ** (app.backoff_streak - 1))
 
@@ -514,8 +515,8 @@ class Supervisor:
         for app in self.apps.values():
             self._signal_app(app, SIGKILL)
         self._kill_everything(SIGKILL)
-        deadline = self.loop_time() + 2.0
-        while native.has_children() and self.loop_time() < deadline:
+        deadline = monotonic() + 2.0
+        while native.has_children() and monotonic() < deadline:
             native.reap()
             native.wait_signal(0.05)
         native.reap()
@@ -671,12 +672,6 @@ class Supervisor:
         elif pids:
             native.kill_many(pids, sig)
 
-    @staticmethod
-    def loop_time():
-        import time
-        return time.monotonic()
-
-
 def _reason(app, sig):
     if app.killed and sig == SIGKILL:
         return "Killed"
@@ -688,9 +683,7 @@ def _reason(app, sig):
     return "Completed" if app.exit_code == 0 else "Error"
 
 
-def _now():
-    import time
-    return time.time()
+_now = time.time
 
 
 S = Supervisor
