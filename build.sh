@@ -30,7 +30,7 @@ setup() {
         "$PY" -m pip install -q --disable-pip-version-check cffi python-prctl psutil setuptools wheel
     fi
     # Rebuild the native module when a C source or the header is newer.
-    so=$(ls stage1/_native*.so 2>/dev/null | head -n 1 || true)
+    so=$(ls stage1/engine/_native*.so 2>/dev/null | head -n 1 || true)
     if [ -z "$so" ] || [ -n "$(find native -newer "$so" -type f)" ] || \
        [ ! -x "$VENV/bin/stage1" ]; then
         # compat mode: a plain path in a .pth; the default finder imports
@@ -69,6 +69,6 @@ case $cmd in
         exit $rc ;;
     test) setup; test_deps; exec "$PY" -m pytest tests "$@" ;;
     bench) setup; peers; exec "$PY" bench/run.py "$@" ;;
-    aci) setup; exec "$PY" -m stage1.aci "$@" ;;
+    aci) setup; exec "$PY" -m stage1.rkt.aci "$@" ;;
     *) echo "usage: ./build.sh [setup|example|test|bench|aci]" >&2; exit 2 ;;
 esac

@@ -22,7 +22,7 @@ def _cdef():
 ffibuilder = FFI()
 ffibuilder.cdef(_cdef())
 ffibuilder.set_source(
-    "stage1._native",
+    "stage1.engine._native",
     '#include "stage1.h"',
     sources=[os.path.join("native", s) for s in SOURCES],
     include_dirs=[HERE],

@@ -1,5 +1,5 @@
 import sys
 
-from stage1.cli import main
+from stage1.commands.main import main
 
 sys.exit(main())

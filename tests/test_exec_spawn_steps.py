@@ -1,7 +1,7 @@
 """Each step of the child between fork and exec, failing on its own.
 
 The native spawn reports the failing step and its errno through a
-close-on-exec pipe; `stage1.native.spawn` raises SpawnError with .step and
+close-on-exec pipe; `stage1.engine.native.spawn` raises SpawnError with .step and
 .errno.  Exec mode reaches only the exec step (see test_exec_exit_codes);
 the other steps are driven here through the Python API directly.  A
 successful spawn's child is reaped with os.waitpid; a failed one has been
@@ -24,8 +24,8 @@ import pytest
 
 from conftest import children
 
-native = pytest.importorskip("stage1.native")
-from stage1.spawn import spawn_exit_code  # noqa: E402
+native = pytest.importorskip("stage1.engine.native")
+from stage1.engine.spawn import spawn_exit_code  # noqa: E402
 
 TRUE = ["/bin/true"]
 
@@ -139,7 +139,7 @@ def test_step_capset_outside_the_bounding_set():
 # them), and report what the spawn says.
 WITHOUT_CAPS = r"""
 import json, sys
-from stage1 import native
+from stage1.engine import native
 try:
     native.spawn(["/bin/true"], ["true"], [], **json.loads(sys.argv[1]))
     print(json.dumps(None))

@@ -174,7 +174,8 @@ while True:
 # children) behind without an init: it kills and reaps them, then exits 254.
 FAULTY_INIT = r"""
 import sys
-from stage1 import cli, supervisor
+from stage1.commands import main as cli
+from stage1.engine import supervisor
 
 def broken(self, signo, forwarded=False):
     raise RuntimeError("injected fault")

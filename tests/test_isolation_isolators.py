@@ -8,7 +8,7 @@ import pytest
 
 from isohelpers import podbase  # noqa: F401 (a fixture)
 from isohelpers import IsoPod, IsoRun, iso_run, sh_app, wait_for
-from stage1 import isolators
+from stage1.pod import isolators
 
 STATUS = "grep -E '^(CapBnd|CapEff|CapPrm|NoNewPrivs):' /proc/self/status; cat /proc/self/oom_score_adj"
 

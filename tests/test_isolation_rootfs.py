@@ -101,7 +101,7 @@ def test_a_mount_point_is_satisfied_by_the_volume_of_its_name(podbase, tmp_path)
 
 @pytest.mark.parametrize("recursive", [True, False])
 def test_recursive_host_volume(podbase, tmp_path, recursive):
-    from stage1 import native
+    from stage1.engine import native
     src = tmp_path / "src"
     (src / "sub").mkdir(parents=True)
     (tmp_path / "other").mkdir()

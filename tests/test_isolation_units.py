@@ -6,8 +6,9 @@ from fractions import Fraction
 
 import pytest
 
-from stage1 import cgroups, isolators, rootfs
-from stage1.manifest import ManifestError
+from stage1.isolation import cgroups, rootfs
+from stage1.pod import isolators
+from stage1.pod.errors import ManifestError
 
 
 @pytest.mark.parametrize("text, value", [

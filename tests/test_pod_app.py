@@ -259,7 +259,7 @@ def test_isolators_and_mounts_are_reported_once(tmp_path):
 
 
 def test_user_lookup_reads_a_changed_passwd_again(tmp_path):
-    from stage1 import users
+    from stage1.pod import users
     root = str(tmp_path)
     os.makedirs(os.path.join(root, "etc"))
     with open(os.path.join(root, "etc", "passwd"), "w") as f:

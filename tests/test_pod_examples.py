@@ -44,8 +44,8 @@ def test_actool_accepts_every_example_manifest(path):
 
 @pytest.mark.parametrize("path", [m for m in MANIFESTS if os.path.basename(m) == "pod"])
 def test_stage1_plans_every_example_pod(path):
-    from stage1 import podmode
-    from stage1.pod import PodDir
-    plan = podmode.plan(PodDir(os.path.join(ROOT, os.path.dirname(path))), podmode.Options(),
-                        stdin_fd=0)
+    from stage1.pod.directory import PodDir
+    from stage1.pod.plan import Options
+    from stage1.runner.pod import make_plan
+    plan = make_plan(PodDir(os.path.join(ROOT, os.path.dirname(path))), Options(), stdin_fd=0)
     assert plan.apps and not plan.unapplied

@@ -258,7 +258,7 @@ def test_gc_leaves_no_mount_behind(podbase):
 
 
 def test_gc_unmounts_what_was_left_under_the_pod_and_is_idempotent(podbase, tmp_path):
-    from stage1 import native
+    from stage1.engine import native
     pod = IsoPod(podbase, [sh_app("a", "true")])
     before = mountinfo()
     root = pod.app_root("a")

@@ -1,0 +1,120 @@
+"""The event loop: one epoll, a deadline heap, nothing else.
+
+tini-shaped: block in one epoll_wait whose timeout comes from the nearest
+deadline, run the callbacks of the fds that are ready, then expire due
+timers.  Signals arrive as a readable signalfd (see native.take_signals), so
+there are no handlers, no threads, no sleeps and no polling: an idle init
+makes one system call and wakes zero times a second.  The alternative,
+Python signal handlers with set_wakeup_fd, was rejected: handlers run
+between bytecodes at arbitrary points and lose siginfo (the sender's pid).
+"""
+import heapq
+import select
+import time
+
+from stage1.engine import native
+
+monotonic = time.monotonic
+
+
+class Timer:
+    __slots__ = ("when", "callback", "cancelled")
+
+    def __init__(self, when, callback):
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self):
+        self.cancelled = True
+
+    def __lt__(self, other):
+        return self.when < other.when
+
+
+class Loop:
+    def __init__(self):
+        self._epoll = select.epoll()      # close-on-exec, as Python makes every fd
+        self._readers = {}
+        self._timers = []
+        self.before_wait = []     # called before each wait: batched work (status files)
+        self._sigfd = None
+        self._on_signals = None
+        self.running = False
+
+    def add_signals(self, sigfd, callback, plan=lambda: (None, 0)):
+        """callback([(signo, code, sender pid, forwarded), ...], exits) for every
+        signal; exits are the children already reaped with a SIGCHLD, or
+        None when the callback is to reap them itself."""
+        self._sigfd = sigfd
+        self._on_signals = callback
+        # plan() -> (the pids whose end matters or None for every end, the
+        # pid or -group to pass other signals to at once, or 0): what the
+        # native wait may do on its own, in exec mode.
+        self._plan = plan
+        self._epoll.register(sigfd, select.EPOLLIN)
+
+    def add_reader(self, fd, callback):
+        self._epoll.register(fd, select.EPOLLIN)
+        self._readers[fd] = callback
+
+    def remove_reader(self, fd):
+        if self._readers.pop(fd, None) is not None:
+            self._epoll.unregister(fd)
+
+    def call_at(self, when, callback):
+        timer = Timer(when, callback)
+        heapq.heappush(self._timers, timer)
+        return timer
+
+    def call_later(self, delay, callback):
+        return self.call_at(monotonic() + delay, callback)
+
+    def _timeout(self):
+        timers = self._timers
+        while timers and timers[0].cancelled:
+            heapq.heappop(timers)
+        if not timers:
+            return -1
+        return max(0.0, timers[0].when - monotonic())
+
+    def _expire(self):
+        now = monotonic()
+        timers = self._timers
+        while timers and (timers[0].cancelled or timers[0].when <= now):
+            timer = heapq.heappop(timers)
+            if not timer.cancelled:
+                timer.callback()
+
+    def run(self):
+        self.running = True
+        readers = self._readers
+        while self.running:
+            for callback in self.before_wait:
+                callback()
+            if not self.running:
+                break
+            if not readers:
+                # Nothing but signals to wait for (exec mode): block in
+                # sigtimedwait as tini does, one system call a signal and
+                # ~10 us less per wake-up than epoll_wait + read here.
+                infos, exits = native.wait_signal(self._timeout(), *self._plan())
+                if infos:
+                    self._on_signals(infos, exits)
+                self._expire()
+                continue
+            try:
+                events = self._epoll.poll(self._timeout())
+            except InterruptedError:
+                continue
+            for fd, _ in events:
+                if fd == self._sigfd:
+                    self._on_signals(native.read_signals(fd), None)
+                    continue
+                callback = readers.get(fd)
+                if callback is not None:
+                    callback()
+            self._expire()
+
+    def stop(self):
+        self.running = False

@@ -1,0 +1,312 @@
+"""The only importer of the compiled module `stage1.engine._native`.
+
+The C layer does syscall sequences and returns -errno; this module turns
+that into OSError (or SpawnError, which names the child step that failed),
+holds the names of steps and signals, and refuses a build whose version
+does not match the header it was built from.
+"""
+import os
+
+from stage1.engine._native import ffi, lib
+
+NATIVE_VERSION = 10
+if lib.S1_NATIVE_VERSION != NATIVE_VERSION:
+    raise ImportError("stage1.engine._native is version %d, this stage1 needs %d: "
+                      "rebuild with ./build.sh" % (lib.S1_NATIVE_VERSION, NATIVE_VERSION))
+
+STEP_NAMES = {
+    lib.S1_STEP_NONE: "spawn", lib.S1_STEP_FDS: "set up fds",
+    lib.S1_STEP_SETSID: "setsid", lib.S1_STEP_SETPGID: "setpgid",
+    lib.S1_STEP_TCSETPGRP: "take the terminal", lib.S1_STEP_CGROUP: "join cgroup",
+    lib.S1_STEP_OOM: "set oom_score_adj", lib.S1_STEP_RLIMIT: "set rlimits",
+    lib.S1_STEP_CHROOT: "chroot", lib.S1_STEP_PIVOT_ROOT: "pivot_root",
+    lib.S1_STEP_CHDIR: "chdir",
+    lib.S1_STEP_UMASK: "umask", lib.S1_STEP_CAPBSET: "drop bounding capabilities",
+    lib.S1_STEP_KEEPCAPS: "keep capabilities", lib.S1_STEP_SETGROUPS: "setgroups",
+    lib.S1_STEP_SETGID: "setgid", lib.S1_STEP_SETUID: "setuid",
+    lib.S1_STEP_CAPSET: "set capabilities", lib.S1_STEP_AMBIENT: "raise ambient capabilities",
+    lib.S1_STEP_NO_NEW_PRIVS: "set no_new_privs", lib.S1_STEP_SIGNALS: "restore signals",
+    lib.S1_STEP_CLOSE_FDS: "close fds", lib.S1_STEP_EXEC: "exec",
+}
+STEP_EXEC = lib.S1_STEP_EXEC
+PGID_KEEP, PGID_NEW_GROUP, PGID_NEW_SESSION = (
+    lib.S1_PGID_KEEP, lib.S1_PGID_NEW_GROUP, lib.S1_PGID_NEW_SESSION)
+
+
+class SpawnError(OSError):
+    """The child failed at `step` with `errno` before or at exec."""
+
+    def __init__(self, step, err, program, paths=None):
+        super().__init__(err, os.strerror(err) if err else "failed")
+        self.step = step
+        self.program = program
+        self.paths = paths or {}    # step -> the path it worked on (chdir, chroot)
+
+    @property
+    def step_name(self):
+        return STEP_NAMES.get(self.step, "step %d" % self.step)
+
+    def __str__(self):
+        if self.step == STEP_EXEC:
+            return "unable to exec %s: %s" % (self.program, self.strerror)
+        path = self.paths.get(self.step)
+        what = "%s to %s" % (self.step_name, path) if path else self.step_name
+        return "unable to %s for %s: %s" % (what, self.program, self.strerror)
+
+
+def _check(rc):
+    if rc < 0:
+        raise OSError(-rc, os.strerror(-rc))
+    return rc
+
+
+def take_signals():
+    """Block every signal; return (signalfd, inherited mask, inherited ignored)."""
+    mask = ffi.new("uint64_t *")
+    ign = ffi.new("uint64_t *")
+    fd = _check(lib.s1_signals_take(mask, ign))
+    return fd, mask[0], ign[0]
+
+
+_siginfo = ffi.new("struct s1_siginfo[64]")
+
+
+def read_signals(fd):
+    """Pending signals in arrival order, as (signo, code, sender pid, False)."""
+    n = _check(lib.s1_signalfd_read(fd, _siginfo, 64))
+    out = []
+    for i in range(n):
+        info = _siginfo[i]
+        out.append((info.signo, info.code, info.pid, False))
+    return out
+
+
+_watch = ffi.new("int[256]")
+
+
+def wait_signal(timeout, watch=None, forward_to=0):
+    """Block until a signal comes (timeout in seconds, -1 for ever).
+    ([(signo, code, sender pid, forwarded)] or [] on timeout, exits) where
+    exits are the children reaped with a SIGCHLD, as reap() gives them,
+    else None.  With watch (a list of pids), a SIGCHLD that reaps none of
+    them is handled in C and the wait goes on; with forward_to (pid, or
+    -pgid), other signals are passed on to it at once."""
+    ns = -1 if timeout < 0 else int(timeout * 1e9)
+    if watch is None or len(watch) > 256:
+        n = lib.s1_sigwait(ns, ffi.NULL, 0, forward_to, _siginfo, _exits, 256)
+    else:
+        _watch[0:len(watch)] = watch
+        n = lib.s1_sigwait(ns, _watch, len(watch), forward_to, _siginfo, _exits, 256)
+    info = _siginfo[0]
+    if n < 0:
+        _check(n)
+    if info.signo == 0:
+        return [], None
+    if info.signo != 17:
+        return [(info.signo, info.code, info.pid, bool(info.forwarded))], None
+    exits = _exit_tuples(n)
+    if n == 256:
+        exits.extend(reap())
+    return [(17, info.code, info.pid, False)], exits
+
+
+def _exit_tuples(n):
+    out = []
+    for i in range(n):
+        e = _exits[i]
+        out.append((e.pid, e.status, e.utime, e.stime, e.maxrss_kb))
+    return out
+
+
+_exits = ffi.new("struct s1_exit[256]")
+
+
+def reap():
+    """Every child that has ended since the last call: (pid, status, utime, stime, maxrss_kb)."""
+    out = []
+    while True:
+        n = _check(lib.s1_reap(_exits, 256))
+        out.extend(_exit_tuples(n))
+        if n < 256:
+            return out
+
+
+def kill_many(pids, sig):
+    """Send sig to each pid (negative: group); the count delivered."""
+    n = len(pids)
+    if n == 1:           # the hot path of signal forwarding: no allocation
+        try:
+            os.kill(pids[0], sig)
+            return 1
+        except ProcessLookupError:
+            return 0
+    if n == 0:
+        return 0
+    arr = _pids if n <= 64 else ffi.new("int[]", n)
+    arr[0:n] = pids
+    return _check(lib.s1_kill_many(arr, n, sig))
+
+
+_pids = ffi.new("int[64]")
+
+
+def tty_foreground(fd, pgid):
+    _check(lib.s1_tty_foreground(fd, pgid))
+
+
+# glibc keeps 32 and 33 for itself, so SIGRTMIN is 34 for every process here.
+RTMIN, RTMAX = 34, 64
+
+
+def signal_name(sig):
+    """SIGTERM for 15, SIGRTMIN+3 for 37."""
+    if RTMIN <= sig <= RTMAX:
+        return "SIGRTMIN+%d" % (sig - RTMIN)
+    name = ffi.string(lib.s1_signal_name(sig)).decode()
+    return "SIG" + name if name else "SIG%d" % sig
+
+
+def signal_number(name):
+    """The number for TERM, SIGTERM, 15, RTMIN+3 or SIGRTMAX-1; ValueError otherwise."""
+    text = str(name).upper()
+    text = text[3:] if text.startswith("SIG") else text
+    if text.isdigit() and 1 <= int(text) <= RTMAX and int(text) not in (32, 33):
+        return int(text)
+    for base, first, sign in (("RTMIN", RTMIN, "+"), ("RTMAX", RTMAX, "-")):
+        if text.startswith(base):
+            off = text[len(base):]
+            if off and (off[0] != sign or not off[1:].isdigit()):
+                break
+            sig = first + (int(off[1:]) if off else 0) * (1 if sign == "+" else -1)
+            if RTMIN <= sig <= RTMAX:
+                return sig
+            break
+    else:
+        if text and not text.isdigit():
+            sig = lib.s1_signal_number(text.encode())
+            if sig > 0:
+                return sig
+    raise ValueError("no such signal: %s" % name)
+
+
+def _cstrings(items, keep):
+    """A NULL-terminated char*[] whose strings stay alive in `keep`."""
+    bufs = [ffi.new("char[]", os.fsencode(s)) for s in items]
+    keep.extend(bufs)
+    arr = ffi.new("char *[]", bufs + [ffi.NULL])
+    keep.append(arr)
+    return arr
+
+
+def spawn(candidates, argv, env, *, fd_map=None, close_fds=False,
+          pgid_mode=PGID_KEEP, tty_fd=-1, cgroup_procs=(), oom_score_adj=None,
+          rlimits=(), root=None, pivot=False, cwd=None, umask=-1, groups=None, gid=-1,
+          uid=-1, caps=None, no_new_privs=False, sigmask=0, sigign=0):
+    """Fork and exec; return the pid once exec has succeeded.
+
+    `candidates` are the paths to try in turn (the parent does the PATH
+    search); `env` is a list of b"K=V" or str.  `caps` is None to leave
+    capabilities alone, else (bounding set, effective set) as bit masks.
+    Raises SpawnError naming the step that failed."""
+    keep = []
+    req = ffi.new("struct s1_spawn *")
+    req.candidates = _cstrings(candidates, keep)
+    req.argv = _cstrings(argv, keep)
+    req.envp = _cstrings(env, keep)
+    fd_map = list(fd_map or ())
+    req.nfds = len(fd_map)
+    req.fd_map = keep_ptr(keep, "int[]", fd_map) if fd_map else ffi.NULL
+    req.close_fds = int(close_fds)
+    req.pgid_mode = pgid_mode
+    req.tty_fd = tty_fd
+    req.cgroup_procs = _cstrings(cgroup_procs, keep) if cgroup_procs else ffi.NULL
+    req.oom_score_adj = keep_ptr(keep, "char[]", str(oom_score_adj).encode()) \
+        if oom_score_adj is not None else ffi.NULL
+    req.nrlimits = len(rlimits)
+    req.rlimits = keep_ptr(keep, "struct s1_rlimit[]", [list(r) for r in rlimits]) \
+        if rlimits else ffi.NULL
+    req.root = keep_ptr(keep, "char[]", os.fsencode(root)) if root else ffi.NULL
+    req.pivot = int(pivot)
+    req.cwd = keep_ptr(keep, "char[]", os.fsencode(cwd)) if cwd else ffi.NULL
+    req.umask = umask
+    req.ngroups = -1 if groups is None else len(groups)
+    req.groups = keep_ptr(keep, "unsigned int[]", list(groups)) if groups else ffi.NULL
+    req.gid, req.uid = gid, uid
+    if caps is not None:
+        req.set_caps = 1
+        req.cap_bounding, req.cap_effective = caps
+    req.no_new_privs = int(no_new_privs)
+    req.sigmask, req.sigign = sigmask, sigign
+    step = ffi.new("int *")
+    err = ffi.new("int *")
+    pid = lib.s1_spawn(req, step, err)
+    if pid < 0:
+        raise SpawnError(step[0], err[0], os.fsdecode(argv[0]) if argv else "?",
+                         {lib.S1_STEP_CHDIR: cwd, lib.S1_STEP_CHROOT: root,
+                          lib.S1_STEP_PIVOT_ROOT: root})
+    return pid
+
+
+def keep_ptr(keep, ctype, init):
+    p = ffi.new(ctype, init)
+    keep.append(p)
+    return p
+
+
+def has_children():
+    """True while any child of the init is left, running or unreaped."""
+    return bool(_check(lib.s1_has_children()))
+
+
+# -- namespaces and mounts (ns.c) ---------------------------------------------
+
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWCGROUP = (
+    lib.S1_CLONE_NEWNS, lib.S1_CLONE_NEWUTS, lib.S1_CLONE_NEWIPC, lib.S1_CLONE_NEWPID,
+    lib.S1_CLONE_NEWNET, lib.S1_CLONE_NEWCGROUP)
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = (
+    lib.S1_MS_RDONLY, lib.S1_MS_NOSUID, lib.S1_MS_NODEV, lib.S1_MS_NOEXEC, lib.S1_MS_REMOUNT)
+MS_BIND, MS_REC, MS_PRIVATE, MS_SLAVE = lib.S1_MS_BIND, lib.S1_MS_REC, lib.S1_MS_PRIVATE, lib.S1_MS_SLAVE
+MNT_DETACH = lib.S1_MNT_DETACH
+MOUNT_ATTR_RDONLY = lib.S1_MOUNT_ATTR_RDONLY
+
+
+def _check_what(rc, what):
+    if rc < 0:
+        raise OSError(-rc, "%s: %s" % (what, os.strerror(-rc)))
+    return rc
+
+
+def _cstr(text):
+    return ffi.NULL if text is None else os.fsencode(text)
+
+
+def unshare(flags):
+    _check_what(lib.s1_unshare(flags), "unable to unshare namespaces 0x%x" % flags)
+
+
+def setns(fd, nstype=0, what="namespace"):
+    _check_what(lib.s1_setns(fd, nstype), "unable to join %s" % what)
+
+
+def mount(source, target, fstype=None, flags=0, data=None):
+    """mount(2); the OSError names the target and the filesystem or source."""
+    rc = lib.s1_mount(_cstr(source), _cstr(target), _cstr(fstype), flags, _cstr(data))
+    what = fstype or source or "it"
+    _check_what(rc, "unable to mount %s on %s" % (what, target))
+
+
+def umount(target, flags=0):
+    _check_what(lib.s1_umount(_cstr(target), flags), "unable to unmount %s" % target)
+
+
+def mount_setattr(path, recursive=False, attr_set=0, attr_clr=0):
+    rc = lib.s1_mount_setattr(_cstr(path), int(recursive), attr_set, attr_clr)
+    _check_what(rc, "unable to change the mount attributes of %s" % path)
+
+
+def sethostname(name):
+    _check_what(lib.s1_sethostname(name.encode()), "unable to set the hostname to %r" % name)
+
+
+def loopback_up():
+    _check_what(lib.s1_loopback_up(), "unable to bring up lo")

@@ -1,0 +1,390 @@
+"""Isolation of a pod, decided at plan time: whether, and exactly what.
+
+A pod is isolated when any of its apps has a root under
+<stage1 root>/opt/stage2/<app>/rootfs (rkt always gives one), or with
+--isolate; --no-isolate turns it off.  Without isolation nothing below
+applies and every isolator, mount and isolation flag is reported as not
+applied, as before isolation existed.
+
+`check` runs before anything starts: app roots, volumes, mount targets and
+flags are validated there (the isolators were, with the manifest), and
+every error is one line naming its place (exit 254).  The PodIsolation it
+returns holds everything decided: namespaces, hostname, each app's root,
+mounts, limits and spawn options; host.py carries it out.
+"""
+import os
+import posixpath
+import stat
+
+from stage1.engine import native
+from stage1.isolation import cgroups, rootfs
+from stage1.pod import isolators
+from stage1.pod.errors import ManifestError, PodError
+
+EXIT_FAILURE = 254
+NET_HOST, NET_NONE = "host", "none"
+NOTIFY_PATH = "/run/stage1/notify.sock"
+NOTIFY_ENV = "NOTIFY_SOCKET="
+NOT_IMPLEMENTED = "stage1 does not implement it"
+NOT_ISOLATED = "this pod runs without isolation"
+RESERVED_TARGETS = ("/", "/proc", "/sys", "/dev")
+SIGCHLD, SIGTERM = 17, 15
+
+
+def error_text(err):
+    """One line for an OSError: its message, and the file when it names one."""
+    if not isinstance(err, OSError) or not err.strerror:
+        return str(err)
+    return "%s: %s" % (err.filename, err.strerror) if err.filename else err.strerror
+
+
+class AppIsolation:
+    """One app's root, mounts and limits, as decided at plan time."""
+
+    def __init__(self, name, root, limits, mounts=(), read_only=False, unapplied=()):
+        self.name, self.root = name, root
+        self.limits, self.mounts, self.read_only = limits, mounts, read_only
+        self.unapplied = unapplied
+        self.notify = False             # speaks sd_notify: the socket goes in its root
+
+
+class PodIsolation:
+    def __init__(self, poddir):
+        self.poddir = poddir
+        self.isolated = False
+        self.unapplied = []          # (name, where, why) to report once each
+        self.apps = {}
+        self.pod_limits = None
+        self.hostname = self.net = None
+        self.private_ipc = True
+        self.caps_disabled = False
+        self.console = "/dev/null"
+        self.layout = None
+        self.needs_cgroups = False
+        self.default_caps = 0
+        self.log = None              # the init's, once it runs
+
+    @property
+    def record_path(self):
+        return os.path.join(self.poddir.path, "cgroups")
+
+    # -- spawn options -------------------------------------------------------
+
+    def bind(self, app):
+        """Make every launch of a supervisor.App (hooks too) isolated.
+        Before prepare_roots: whether the app speaks sd_notify is the
+        App's to say (podmode reads it from the image manifest too)."""
+        a = self.apps.get(app.name)
+        if a is None:
+            return
+        a.notify = getattr(app, "notify", None) == "systemd"
+        make = app.make_launch
+
+        def launch(argv):
+            return self.isolate_launch(a, make(argv))
+        app.make_launch = launch
+        app.launch = launch(app.spec.exec)
+
+    def isolate_launch(self, a, launch):
+        """A spawn.Launch run inside the app: root, cgroups, capabilities."""
+        launch.root = a.root
+        # pivot_root in a mount namespace of the app's own: a chroot alone
+        # is left by any app that keeps CAP_SYS_CHROOT.
+        launch.options["pivot"] = True
+        launch.cwd = launch.cwd or "/"
+        launch.env = [NOTIFY_ENV + NOTIFY_PATH if e.startswith(NOTIFY_ENV) else e
+                      for e in launch.env]
+        options = launch.options
+        if self.layout is not None:
+            options["cgroup_procs"] = self.layout.procs_files(a.name)
+        if a.limits.oom_score_adj is not None:
+            options["oom_score_adj"] = a.limits.oom_score_adj
+        if a.limits.no_new_privs:
+            options["no_new_privs"] = True
+        if not self.caps_disabled:
+            bounding = a.limits.caps if a.limits.caps is not None else self.default_caps
+            # rkt's rule: capabilities bound root apps; other users get none
+            # in their process sets (ambient capabilities are not given).
+            as_root = launch.uid == 0 or (launch.uid == -1 and os.geteuid() == 0)
+            options["caps"] = (bounding, bounding if as_root else 0)
+        return launch
+
+    # -- the host side -------------------------------------------------------
+
+    def create_cgroups(self, log):
+        """Before anything starts.  Without limits to apply, cgroups are
+        for accounting only: a failure is reported and the pod runs on."""
+        if self.layout is None:
+            return
+        self.remove_cgroups(log)     # what a run that was killed left, if anything
+        try:
+            rule = _device_rule(self.console)
+            cgroups.create_pod(self.layout, self.record_path, self.pod_limits, rule)
+            for a in self.apps.values():
+                cgroups.create_app(self.layout, self.record_path, a.name, a.limits)
+        except cgroups.CgroupError as err:
+            if self.needs_cgroups:
+                raise
+            log.warn("%s: the apps run without cgroups" % err.strerror)
+            self.remove_cgroups(log)
+            self.layout = None
+
+    def remove_cgroups(self, log):
+        for path, why in cgroups.remove(self.record_path):
+            log.debug("cgroup %s is left: %s" % (path, why))
+
+    # -- PID 1 of the pod ----------------------------------------------------
+
+    def enter_namespaces(self):
+        flags = native.CLONE_NEWNS | native.CLONE_NEWUTS
+        flags |= native.CLONE_NEWIPC if self.private_ipc else 0
+        flags |= native.CLONE_NEWNET if self.net == NET_NONE else 0
+        native.unshare(flags)
+        rootfs.make_private()
+        rootfs.mount_proc("/proc")
+        native.sethostname(self.hostname)
+        if self.net == NET_NONE:
+            native.loopback_up()
+
+    def prepare_roots(self):
+        for a in self.apps.values():
+            prepare_app(a, self.console)
+
+    def bind_notify_socket(self, apps=None):
+        """The sd_notify socket, created by the live pod after the roots,
+        onto the placeholder file each app that uses it got with its root."""
+        source = os.path.join(self.poddir.path, "notify.sock")
+        for a in apps or self.apps.values():
+            if not a.notify or not os.path.exists(source):
+                continue
+            try:
+                rootfs.bind(source, rootfs.resolve(a.root, NOTIFY_PATH))
+            except OSError as err:
+                self.log.warn("%s: no sd_notify socket in its root: %s"
+                              % (a.name, error_text(err)))
+
+    def add_app(self, app, pod):
+        """stage1 app add in a running isolated pod: check, cgroups, root."""
+        if not self.isolated:
+            return
+        a = check_app(app.spec, pod, self.poddir)
+        if self.layout is not None:
+            cgroups.create_app(self.layout, self.record_path, a.name, a.limits)
+        self.apps[a.name] = a
+        self.bind(app)
+        prepare_app(a, self.console)
+        self.bind_notify_socket([a])
+
+
+def prepare_app(a, console):
+    try:
+        extra = (NOTIFY_PATH,) if a.notify else ()
+        rootfs.prepare(a.root, a.mounts, a.read_only, console, extra)
+    except OSError as err:
+        raise PodError("app %s: unable to prepare its root %s: %s"
+                       % (a.name, a.root, error_text(err)))
+
+
+def _device_rule(console):
+    try:
+        st = os.stat(console)
+    except OSError:
+        return None
+    if not stat.S_ISCHR(st.st_mode):
+        return None
+    return "c %d:%d rwm" % (os.major(st.st_rdev), os.minor(st.st_rdev))
+
+
+# -- plan time ---------------------------------------------------------------
+
+def wanted(pod, poddir, opts):
+    if opts.isolate is not None:
+        return opts.isolate
+    return any(os.path.lexists(poddir.app_root(spec.name)) for spec in pod.apps)
+
+
+def check(pod, poddir, opts):
+    """Everything isolation needs, validated: a PodIsolation, or
+    ManifestError / PodError naming the place."""
+    iso = PodIsolation(poddir)
+    iso.isolated = wanted(pod, poddir, opts)
+    if not iso.isolated:
+        iso.unapplied = _without_isolation(pod, opts.flags)
+        return iso
+    if os.geteuid() != 0:
+        raise PodError("isolation needs root: run as root, or with --no-isolate")
+    iso.default_caps = isolators.mask(isolators.DEFAULT_CAPS)
+    _flags(iso, opts)
+    iso.pod_limits = pod.limits
+    iso.unapplied = [(n, w, NOT_IMPLEMENTED) for n, w in pod.unapplied]
+    for spec in pod.apps:
+        a = check_app(spec, pod, poddir)
+        iso.unapplied.extend((n, w, NOT_IMPLEMENTED) for n, w in a.unapplied)
+        iso.apps[spec.name] = a
+    iso.needs_cgroups = iso.pod_limits.needs_cgroups or any(
+        a.limits.needs_cgroups for a in iso.apps.values())
+    iso.layout = _layout(iso, poddir)
+    return iso
+
+
+def _flags(iso, opts):
+    flags = opts.flags
+    net = flags.get("--net", NET_HOST)
+    if net not in (NET_HOST, NET_NONE):
+        shown = "--net" if net is True else "--net=%s" % net
+        raise PodError("%s: CNI networks are not supported yet: use --net=host or --net=none"
+                       % shown)
+    iso.net = net
+    users = flags.get("--private-users")
+    if users not in (None, True, ""):
+        raise PodError("--private-users=%s: user namespaces are not supported yet" % users)
+    ipc = flags.get("--ipc", "auto")
+    if ipc not in ("auto", "private", "parent", True, ""):
+        raise PodError("--ipc=%s: must be auto, private or parent" % ipc)
+    iso.private_ipc = ipc != "parent"
+    iso.caps_disabled = "--disable-capabilities-restriction" in flags
+    iso.hostname = _hostname(flags.get("--hostname"), iso.poddir)
+    if opts.interactive and os.isatty(0):
+        iso.console = os.ttyname(0)
+
+
+def _hostname(given, poddir):
+    if isinstance(given, str) and given:
+        if len(given.encode()) > 64:
+            raise PodError("--hostname=%s: a hostname has at most 64 bytes" % given)
+        return given
+    # rkt's default: rkt-<pod UUID> (the pod directory is named by it).
+    name = "".join(c if c.isalnum() or c == "-" else "-"
+                   for c in os.path.basename(poddir.path).lower())
+    return ("rkt-" + name)[:63].rstrip("-") or "rkt"
+
+
+def _without_isolation(pod, flags):
+    out = [(name, where, NOT_ISOLATED) for name, _, where in pod.isolators]
+    for spec in pod.apps:
+        out.extend((name, where, NOT_ISOLATED) for name, _, where in spec.isolators)
+        if spec.mounts or spec.mount_points:
+            out.append(("mounts", "apps[%d].mounts" % spec.index, NOT_ISOLATED))
+        if spec.read_only_rootfs:
+            out.append(("readOnlyRootFS", "apps[%d].readOnlyRootFS" % spec.index, NOT_ISOLATED))
+    if isinstance(flags.get("--hostname"), str) and flags["--hostname"]:
+        out.append(("--hostname", "the command line", NOT_ISOLATED))
+    if flags.get("--net") == NET_NONE:
+        out.append(("--net=none", "the command line", NOT_ISOLATED))
+    return out
+
+
+def _layout(iso, poddir):
+    hierarchy_list = cgroups.hierarchies()
+    have = set().union(*[h.controllers for h in hierarchy_list])
+    for name, controller in ((isolators.MEMORY, "memory"), (isolators.CPU, "cpu")):
+        wanted_here = [a.name for a in iso.apps.values()
+                       if getattr(a.limits, controller) is not None]
+        if getattr(iso.pod_limits, controller) is not None:
+            wanted_here.append("the pod")
+        if wanted_here and controller not in have:
+            raise PodError("%s (%s) cannot be applied: no %s cgroup controller is mounted"
+                           % (name, ", ".join(wanted_here), controller))
+    if not hierarchy_list:
+        return None
+    return cgroups.Layout(os.path.basename(poddir.path), hierarchy_list)
+
+
+def check_app(spec, pod, poddir):
+    source, body = spec.app_source
+    root = poddir.app_root(spec.name)
+    if not os.path.isdir(root):
+        what = "is not a directory" if os.path.lexists(root) else "does not exist"
+        raise ManifestError("pod", "apps[%d].name" % spec.index,
+                                     "the root of app %s, %s, %s" % (spec.name, root, what))
+    return AppIsolation(spec.name, root, spec.limits, check_mounts(spec, pod, poddir),
+                        spec.read_only_rootfs, spec.unapplied)
+
+
+def _target(path, source, where):
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ManifestError(source, where, "must be an absolute path")
+    target = posixpath.normpath("/" + path.lstrip("/"))
+    if target in RESERVED_TARGETS:
+        raise ManifestError(source, where, "%s is stage1's to mount, not a volume's"
+                                     % target)
+    return target
+
+
+def check_mounts(spec, pod, poddir):
+    """Every volume the app mounts, resolved: [rootfs.Mount]."""
+    source, body = spec.app_source
+    points = {}
+    for i, (name, path, read_only) in enumerate(spec.mount_points):
+        where = "%s.mountPoints[%d]" % (body, i)
+        points[_target(path, source, where + ".path")] = (name, read_only, where)
+    mounts, taken = [], {}
+    for volume, path, app_volume, where in spec.mounts:
+        target = _target(path, "pod", where + ".path")
+        vol = app_volume or pod.volumes.get(volume)
+        if vol is None:
+            raise ManifestError("pod", where + ".volume",
+                                         "no volume named %r is declared in volumes" % volume)
+        _claim(taken, target, "pod", where + ".path")
+        read_only = points.get(target, (None, False))[1]
+        mounts.append(_mount(vol, target, read_only, where, poddir))
+    for target, (name, read_only, where) in sorted(points.items()):
+        if target in taken:
+            continue
+        vol = pod.volumes.get(name)
+        if vol is None:
+            raise ManifestError(source, where + ".name", "mount point %r is not "
+                                         "satisfied: no mount has its path and no volume its "
+                                         "name" % name)
+        _claim(taken, target, source, where + ".path")
+        mounts.append(_mount(vol, target, read_only, where, poddir))
+    return mounts
+
+
+def _claim(taken, target, source, where):
+    if target in taken:
+        raise ManifestError(source, where, "overlaps %s: both mount on %s"
+                                     % (taken[target], target))
+    taken[target] = where
+
+
+def _mount(vol, target, read_only, where, poddir):
+    read_only = read_only or vol["readOnly"]
+    if vol["kind"] == "empty":
+        source = os.path.join(poddir.stage1_root, "rkt", "volumes", vol["name"])
+        return rootfs.Mount(target, source, "empty", False, read_only, where,
+                            (vol["mode"], vol["uid"], vol["gid"]))
+    _check_host_source(vol)
+    return rootfs.Mount(target, vol["source"], "host", vol["recursive"], read_only, where)
+
+
+def _check_host_source(vol):
+    """ace.md: a missing source, or a symlink at any level of it, is an error."""
+    where = vol["where"] + ".source"
+    path = "/"
+    for part in [p for p in vol["source"].split("/") if p]:
+        path = os.path.join(path, part)
+        try:
+            st = os.lstat(path)
+        except OSError as err:
+            raise ManifestError("pod", where, "%s: %s" % (path, err.strerror))
+        if stat.S_ISLNK(st.st_mode):
+            raise ManifestError("pod", where, "%s is a symbolic link: a host volume "
+                                         "must not go through one" % path)
+
+
+# -- stage1 enter ----------------------------------------------------------------
+
+def for_enter(spec, poddir):
+    """What `stage1 enter` applies to a command run in an app of an
+    isolated pod: the app's root, capabilities, no_new_privs,
+    oom_score_adj and the cgroups the pod recorded.  Nothing is checked
+    that the run did not check already."""
+    iso = PodIsolation(poddir)
+    iso.isolated = True
+    iso.default_caps = isolators.mask(isolators.DEFAULT_CAPS)
+    iso.apps[spec.name] = AppIsolation(spec.name, poddir.app_root(spec.name), spec.limits)
+    record = cgroups.load_record(iso.record_path)
+    if record is not None:
+        iso.layout = cgroups.Layout.recorded(record)
+    return iso

@@ -1,0 +1,148 @@
+"""Each app's root filesystem, prepared by the pod's init in the pod's own
+mount namespace (so nothing here is ever seen by the host), in this order:
+
+  the root bound onto itself (a mount of its own, to make read-only later)
+  /proc      a fresh procfs: it shows the pod's PID namespace only
+  /sys       a fresh sysfs, read-only
+  /dev       a tmpfs with null, zero, full, random, urandom, tty and console
+             bound from the host (no mknod: it works without CAP_MKNOD),
+             a private devpts with ptmx, shm, and the fd links
+  /tmp       created when missing, mode 1777
+  volumes    host (bind, recursive or not) and empty (a directory of the
+             pod), parents before children, read-only where asked
+  read-only  the root's own mount, last: the mounts above stay as they are
+
+Paths inside an app root are resolved the way the app will see them: a
+symlink in the image is followed inside the root, never out of it
+(`resolve`), and missing directories are created.  Nothing is unmounted on
+failure: the mount namespace goes away with the init.
+"""
+import os
+
+from stage1.engine import native
+
+DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+             ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),
+             ("ptmx", "pts/ptmx"))
+NOSUID_NODEV_NOEXEC = native.MS_NOSUID | native.MS_NODEV | native.MS_NOEXEC
+MAX_LINKS = 40
+
+
+class Mount:
+    """One volume mounted in one app: all of it decided at plan time."""
+    __slots__ = ("target", "source", "kind", "recursive", "read_only", "where", "empty")
+
+    def __init__(self, target, source, kind, recursive, read_only, where, empty=None):
+        self.target = target          # absolute, normalised, inside the app
+        self.source = source          # host path (for `empty`: the pod's directory)
+        self.kind = kind              # "host" or "empty"
+        self.recursive = recursive
+        self.read_only = read_only
+        self.where = where            # JSON path, for messages
+        self.empty = empty            # (mode, uid, gid) of an empty volume
+
+
+def resolve(root, path):
+    """The host path of `path` inside `root`, following symlinks as a process
+    chrooted into root would (.. stops at the root).  Missing components are
+    kept as they are."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    done, links = [], 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            done = done[:-1]
+            continue
+        host = os.path.join(root, *done, part)
+        try:
+            target = os.readlink(host)
+        except OSError:     # not a symlink, or missing: keep the name
+            done.append(part)
+            continue
+        links += 1
+        if links > MAX_LINKS:
+            raise OSError(40, "too many levels of symbolic links in %s" % path)
+        if target.startswith("/"):
+            done = []
+        parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+    return os.path.join(root, *done)
+
+
+def make_dir(root, path, mode=0o755):
+    """Create `path` (and its parents) inside root; its host path.  What
+    `resolve` returns is free of symlinks up to the first missing
+    component, and nothing after it exists yet."""
+    host = resolve(root, path)
+    os.makedirs(host, mode, exist_ok=True)
+    return host
+
+
+def make_file(root, path):
+    """An empty file to bind a file onto; its host path."""
+    host = resolve(root, path)
+    os.makedirs(os.path.dirname(host), 0o755, exist_ok=True)
+    if not os.path.lexists(host):
+        os.close(os.open(host, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+    return host
+
+
+def bind(source, target, recursive=False, read_only=False):
+    native.mount(source, target, None, native.MS_BIND | (native.MS_REC if recursive else 0))
+    if read_only:
+        native.mount_setattr(target, recursive, native.MOUNT_ATTR_RDONLY)
+
+
+def make_private():
+    """Nothing mounted in the pod propagates to the host, nor back."""
+    native.mount(None, "/", None, native.MS_REC | native.MS_PRIVATE)
+
+
+def mount_proc(target):
+    native.mount("proc", target, "proc", NOSUID_NODEV_NOEXEC)
+
+
+def _mount_dev(root, console):
+    dev = make_dir(root, "/dev")
+    native.mount("tmpfs", dev, "tmpfs", native.MS_NOSUID | native.MS_NOEXEC,
+                 "mode=755,size=65536k")
+    for name in DEV_NODES:
+        bind("/dev/" + name, make_file(root, "/dev/" + name))
+    bind(console, make_file(root, "/dev/console"))
+    pts = make_dir(root, "/dev/pts")
+    native.mount("devpts", pts, "devpts", native.MS_NOSUID | native.MS_NOEXEC,
+                 "newinstance,ptmxmode=0666,mode=0620")
+    shm = make_dir(root, "/dev/shm")
+    native.mount("shm", shm, "tmpfs", native.MS_NOSUID | native.MS_NODEV, "mode=1777")
+    for name, target in DEV_LINKS:
+        os.symlink(target, os.path.join(dev, name))
+
+
+def _prepare_volume(root, m):
+    if m.kind == "empty":
+        mode, uid, gid = m.empty
+        os.makedirs(m.source, exist_ok=True)
+        os.chown(m.source, uid, gid)
+        os.chmod(m.source, mode)
+    if os.path.isdir(m.source):
+        target = make_dir(root, m.target)
+    else:
+        target = make_file(root, m.target)
+    bind(m.source, target, m.recursive, m.read_only)
+
+
+def prepare(root, mounts, read_only, console, extra_files=()):
+    """Mount everything an app's root needs.  OSError names what failed."""
+    bind(root, root, recursive=True)
+    mount_proc(make_dir(root, "/proc", 0o555))
+    native.mount("sysfs", make_dir(root, "/sys", 0o555), "sysfs",
+                 NOSUID_NODEV_NOEXEC | native.MS_RDONLY)
+    _mount_dev(root, console)
+    tmp = make_dir(root, "/tmp")
+    os.chmod(tmp, 0o1777)
+    for m in sorted(mounts, key=lambda m: m.target.count("/")):
+        _prepare_volume(root, m)
+    for path in extra_files:
+        make_file(root, path)
+    if read_only:
+        native.mount_setattr(root, False, native.MOUNT_ATTR_RDONLY)

@@ -1,0 +1,157 @@
+"""The pod directory, in rkt's layout: paths, the pid file, the lock fd.
+
+    POD/pod                          the PodManifest
+    POD/pid, POD/ppid                the init's PID (and its parent's) in its own PID namespace;
+                                     for an isolated pod (isolation/), as the host sees them
+    POD/cgroups                      the cgroups of an isolated pod (isolation/cgroups.py), for gc
+    POD/pod-status.json              pod state, exit code, times
+    POD/stage1/rootfs                the stage1 root when it exists, else POD itself
+    <stage1 root>/opt/stage2/<app>/  the app's image: manifest and rootfs
+    <stage1 root>/rkt/status/<app>   rkt's exit status files (and <app>.json)
+"""
+import os
+
+from stage1.engine import status
+from stage1.pod import manifest
+from stage1.pod.errors import PodError
+
+
+class PodDir:
+    def __init__(self, path):
+        self.path = os.path.abspath(path)
+        root = os.path.join(self.path, "stage1", "rootfs")
+        self.stage1_root = root if os.path.isdir(root) else self.path
+        self.manifest_path = os.path.join(self.path, "pod")
+        self.pid_path = os.path.join(self.path, "pid")
+        self.ppid_path = os.path.join(self.path, "ppid")
+        self.status_path = os.path.join(self.path, "pod-status.json")
+        self.status_dir = os.path.join(self.stage1_root, "rkt", "status")
+
+    def app_dir(self, name):
+        return os.path.join(self.stage1_root, "opt", "stage2", name)
+
+    def app_root(self, name):
+        return os.path.join(self.app_dir(name), "rootfs")
+
+    def read_manifest(self):
+        try:
+            with open(self.manifest_path, "rb") as f:
+                return f.read()
+        except OSError as err:
+            raise PodError("unable to read the pod manifest %s: %s"
+                           % (self.manifest_path, err.strerror))
+
+    def image_app(self, name):
+        """(app object, annotations, source) from the app's image manifest."""
+        path = os.path.join(self.app_dir(name), "manifest")
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as err:
+            raise PodError("app %s has no app section and its image manifest %s "
+                           "cannot be read: %s" % (name, path, err.strerror))
+        return manifest.parse_image_manifest(data, path)
+
+    def image_annotations(self, name):
+        """The annotations of the app's image manifest; {} when there is none
+        or it cannot be read (it then says nothing)."""
+        if not os.path.exists(os.path.join(self.app_dir(name), "manifest")):
+            return {}
+        try:
+            return self.image_app(name)[1]
+        except ValueError:
+            return {}
+
+    def write_pids(self, pid, ppid):
+        status.write_atomic(self.pid_path, b"%d\n" % pid)
+        status.write_atomic(self.ppid_path, b"%d\n" % ppid)
+
+    def read_pid(self):
+        try:
+            with open(self.pid_path, "rb") as f:
+                return int(f.read().strip())
+        except (OSError, ValueError) as err:
+            raise PodError("no running init recorded in %s: %s" % (
+                self.pid_path, getattr(err, "strerror", None) or err))
+
+    @property
+    def init_title(self):
+        """What the init calls itself (init.set_title), in /proc/PID/cmdline."""
+        return "stage1 run: %s" % os.path.basename(self.path)
+
+    def find_init(self):
+        """The pid, in our PID namespace, of this pod's running init.
+
+        POD/pid holds the pid the init has in its own namespace: 1 when it
+        runs as PID 1 of a fresh one, where it cannot learn the pid its
+        parent sees.  So the recorded pid is never signalled blindly (from
+        the host, 1 is the host's init): it is the pod's init only if /proc
+        shows the init's title there, else the init is the one process with
+        that title whose innermost NSpid is the recorded pid."""
+        pid = self.read_pid()
+        title = self.init_title.encode()
+        # An isolated pod (isolate.py) records its init as the host sees it;
+        # to itself, that init is PID 1 and calls itself `stage1 init: POD`.
+        isolated = ("stage1 init: %s" % os.path.basename(self.path)).encode()
+        if _is_init(pid, pid, title) or _is_init(pid, 1, isolated):
+            return pid
+        found = [int(n) for n in _proc_pids() if _is_init(int(n), pid, title)]
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise PodError("%d processes are inits of a pod named %s: give its init "
+                           "a unique directory name" % (len(found), os.path.basename(self.path)))
+        raise PodError("the pod's init (pid %d in %s) is not running" % (pid, self.pid_path))
+
+    def read_status(self):
+        """(pod status dict or {}, [app status dicts]) from the files alone."""
+        try:
+            pod = status.read_json(self.status_path)
+        except (OSError, ValueError):
+            pod = {}
+        apps = []
+        names = pod.get("apps") or _json_names(self.status_dir)
+        for name in names:
+            try:
+                apps.append(status.read_json(os.path.join(self.status_dir, name + ".json")))
+            except (OSError, ValueError):
+                apps.append({"name": name, "state": "waiting"})
+        return pod, apps
+
+
+def _json_names(directory):
+    try:
+        return sorted(n[:-5] for n in os.listdir(directory)
+                      if n.endswith(".json") and ".tmp" not in n)
+    except OSError:
+        return []
+
+
+def _proc_pids():
+    try:
+        return [n for n in os.listdir("/proc") if n.isdigit()]
+    except OSError:
+        return []
+
+
+def _is_init(host_pid, ns_pid, title):
+    """Is host_pid a stage1 init called title, with pid ns_pid in its namespace?"""
+    try:
+        with open("/proc/%d/cmdline" % host_pid, "rb") as f:
+            if f.read().split(b"\0", 1)[0] != title:
+                return False
+        with open("/proc/%d/status" % host_pid, "rb") as f:
+            for line in f:
+                if line.startswith(b"NSpid:"):
+                    return int(line.split()[-1]) == ns_pid
+    except (OSError, ValueError):
+        pass
+    return False
+
+
+def find(arg):
+    """rkt runs its stage1 with cwd in the pod and the UUID last: a
+    positional that names an existing directory is the pod, else cwd is."""
+    if arg and os.path.isdir(arg):
+        return PodDir(arg)
+    return PodDir(os.getcwd())

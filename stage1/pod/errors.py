@@ -1,0 +1,19 @@
+"""Bad input, as one line: the pod's two kinds of error (exit 254).
+
+ManifestError names the document and the JSON path of what is wrong
+(`pod: apps[1].app.exec: must be a non-empty list of strings`); PodError
+is anything else about the pod (its directory, an image manifest that
+cannot be read, a request that does not fit the pod).
+"""
+
+
+class ManifestError(ValueError):
+    """One line: where in which document, and what is wrong."""
+
+    def __init__(self, source, path, message):
+        super().__init__("%s: %s: %s" % (source, path, message) if path else
+                         "%s: %s" % (source, message))
+
+
+class PodError(ValueError):
+    """A pod-level failure: one line, exit 254."""

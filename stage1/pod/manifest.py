@@ -1,0 +1,403 @@
+"""appc pod manifest -> validated, typed specs: one trip.
+
+Everything a pod needs is checked here, before anything starts: every appc
+field, every isolator and every `stage1/` annotation becomes a typed field
+of an AppSpec or the PodSpec, and the plan only decides.  A bad manifest
+never leaves some apps started.  Every error names the place as a JSON
+path, e.g. `pod: apps[1].app.exec: must be a non-empty list of strings`.
+The manifest format is appc's (SPEC.md, pods.md, aci.md in Debian's
+appc-spec); stage1's own settings are annotations under `stage1/`.
+"""
+import json
+import re
+
+from stage1.engine import native
+from stage1.engine.supervisor import EXIT_POLICIES, ON_ANY_FAILURE, RESTART_POLICIES
+from stage1.pod import isolators, order
+from stage1.pod.errors import ManifestError
+
+AC_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+AC_IDENTIFIER = re.compile(r"^[a-z0-9]+([-._~/][a-z0-9]+)*$")
+ENV_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+EVENT_HANDLERS = ("pre-start", "post-stop")
+
+POD_ANNOTATIONS = ("stage1/exit-policy", "stage1/restart-backoff",
+                   "stage1/restart-backoff-max", "stage1/stop-timeout")
+APP_ANNOTATIONS = ("stage1/restart-policy", "stage1/stop-signal", "stage1/stop-timeout",
+                   "stage1/notify", "stage1/after", "stage1/init", "stage1/log",
+                   "stage1/log-max-bytes", "stage1/log-keep")
+LOG_MODES = ("inherit", "prefix", "file", "null")
+# rkt's attach annotations (coreos.com/rkt/stage2/stdout) in stage1's terms.
+RKT_LOG_MODES = {"null": "null", "log": "file", "stream": "prefix", "tty": "inherit",
+                 "interactive": "inherit"}
+SUPPORTS_NOTIFY = "appc.io/executor/supports-systemd-notify"
+MUTABLE = "coreos.com/rkt/stage1/mutable"
+
+
+class AppSpec:
+    """One app of the pod, as the manifest (or its image manifest) says,
+    with its isolators and stage1/ annotations read into typed fields."""
+    __slots__ = ("name", "image", "exec", "user", "group", "supplementary_gids",
+                 "environment", "working_directory", "event_handlers", "isolators",
+                 "mount_points", "mounts", "read_only_rootfs", "annotations", "index",
+                 "app_source", "limits", "unapplied",
+                 # from stage1/ annotations
+                 "restart", "stop_signal", "stop_timeout", "notify", "after", "is_init",
+                 "log_mode", "log_limits")
+
+
+class PodSpec:
+    __slots__ = ("ac_version", "apps", "volumes", "isolators", "annotations", "limits",
+                 "unapplied", "exit_policy", "backoff", "stop_timeout", "mutable")
+
+
+class _Reader:
+    """Typed access to a JSON document, raising ManifestError with the path."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def fail(self, path, message):
+        raise ManifestError(self.source, path, message)
+
+    def obj(self, value, path):
+        if not isinstance(value, dict):
+            self.fail(path, "must be an object")
+        return value
+
+    def required(self, obj, key, path):
+        if key not in obj:
+            self.fail(_join(path, key), "is required")
+        return obj[key]
+
+    def string(self, value, path, pattern=None, what=None):
+        if not isinstance(value, str) or not value:
+            self.fail(path, "must be a non-empty string")
+        if pattern is not None and not pattern.match(value):
+            self.fail(path, "%r is not %s" % (value, what))
+        return value
+
+    def boolean(self, obj, key, path, default=False):
+        value = obj.get(key, default)
+        if not isinstance(value, bool):
+            self.fail(_join(path, key), "must be true or false")
+        return value
+
+    def array(self, obj, key, path):
+        value = obj.get(key, [])
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.fail(_join(path, key), "must be a list")
+        return value
+
+    def argv(self, value, path):
+        if (not isinstance(value, list) or not value or
+                not all(isinstance(a, str) for a in value) or not value[0]):
+            self.fail(path, "must be a non-empty list of strings")
+        return list(value)
+
+    def uint(self, value, path):
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2 ** 32:
+            self.fail(path, "must be an unsigned integer")
+        return value
+
+    def name_value_list(self, obj, key, path, name_pattern, what):
+        """annotations / environment: a list of {name, value}, names unique."""
+        out = {}
+        for i, item in enumerate(self.array(obj, key, path)):
+            where = "%s[%d]" % (_join(path, key), i)
+            self.obj(item, where)
+            name = self.string(self.required(item, "name", where), where + ".name",
+                               name_pattern, what)
+            value = item.get("value", "")
+            if not isinstance(value, str):
+                self.fail(where + ".value", "must be a string")
+            if name in out:
+                self.fail(where + ".name", "duplicate name %r" % name)
+            out[name] = value
+        return out
+
+
+def _join(path, key):
+    return "%s.%s" % (path, key) if path else key
+
+
+def load_json(data, source):
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ManifestError(source, None, "invalid JSON: %s" % err)
+
+
+def parse_pod(data, source="pod", images=None):
+    """Validate a PodManifest (bytes or parsed JSON) into a PodSpec.
+
+    `images` (a pod.directory.PodDir) gives each app's image manifest:
+    `image_app(name)` -> (app object, annotations, source) for apps the pod
+    manifest gives no `app` section, `image_annotations(name)` -> {}."""
+    r = _Reader(source)
+    doc = r.obj(load_json(data, source) if isinstance(data, (bytes, str)) else data, "")
+    if r.required(doc, "acKind", "") != "PodManifest":
+        r.fail("acKind", "must be \"PodManifest\", not %r" % doc["acKind"])
+    pod = PodSpec()
+    pod.ac_version = r.string(r.required(doc, "acVersion", ""), "acVersion")
+    if not re.match(r"^0\.8\.\d+", pod.ac_version):
+        r.fail("acVersion", "%r is not a supported version (0.8.x)" % pod.ac_version)
+    if not isinstance(r.required(doc, "apps", ""), list):
+        r.fail("apps", "must be a list")
+    pod.annotations = r.name_value_list(doc, "annotations", "", AC_IDENTIFIER, "an AC identifier")
+    pod.isolators = parse_isolators(r, doc, "")
+    pod.limits, pod.unapplied = isolators.parse(pod.isolators, source, "pod")
+    pod.volumes = parse_volumes(r, doc)
+    pod_annotations(r, pod)
+    pod.apps = []
+    names = set()
+    for i, item in enumerate(doc["apps"]):
+        app = parse_runtime_app(r, item, "apps[%d]" % i, images)
+        if app.name in names:
+            r.fail("apps[%d].name" % i, "duplicate app name %r" % app.name)
+        names.add(app.name)
+        app.index = i
+        pod.apps.append(app)
+    check_order(pod.apps)
+    return pod
+
+
+def parse_runtime_app(r, item, path, images=None):
+    """One RuntimeApp: name, image, app (or the image's), mounts, annotations."""
+    r.obj(item, path)
+    app = AppSpec()
+    app.name = r.string(r.required(item, "name", path), path + ".name", AC_NAME, "an AC name")
+    image = r.obj(r.required(item, "image", path), path + ".image")
+    app.image = r.string(r.required(image, "id", path + ".image"), path + ".image.id")
+    app.annotations = r.name_value_list(item, "annotations", path, AC_IDENTIFIER,
+                                        "an AC identifier")
+    app.read_only_rootfs = r.boolean(item, "readOnlyRootFS", path)
+    app.mounts = parse_mounts(r, item, path)
+    body, where, reader = item.get("app"), path + ".app", r
+    if body is None:
+        if images is None:
+            r.fail(where, "is required (no image manifest to take it from)")
+        body, image_annotations, source = images.image_app(app.name)
+        reader, where = _Reader(source), "app"
+        for key, value in image_annotations.items():
+            app.annotations.setdefault(key, value)
+    elif images is not None and not {"stage1/notify", SUPPORTS_NOTIFY} & set(app.annotations):
+        # appc's notify annotation lives in the image manifest, and rkt puts
+        # an app section in every RuntimeApp, so the image's annotations
+        # are not merged in: this one is looked up there.
+        if images.image_annotations(app.name).get(SUPPORTS_NOTIFY) == "true":
+            app.annotations[SUPPORTS_NOTIFY] = "true"
+    parse_app_body(reader, reader.obj(body, where), where, app)
+    app.app_source = (reader.source, where)   # whence the app section: pod or image manifest
+    app.limits, app.unapplied = isolators.parse(app.isolators, reader.source, "app")
+    app_annotations(r, app, path)
+    return app
+
+
+# -- stage1/ annotations ---------------------------------------------------------
+
+def _known(r, annotations, allowed, where):
+    """Unknown stage1/ annotations are bad input: a typo fails loudly."""
+    for name in annotations:
+        if name.startswith("stage1/") and name not in allowed:
+            r.fail('%s["%s"]' % (where, name), "unknown stage1 annotation")
+    return lambda name: '%s["%s"]' % (where, name)
+
+
+def _seconds(r, value, where, positive=False):
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not (number > 0 if positive else number >= 0) or number == float("inf"):
+        r.fail(where, "must be a number of seconds%s, not %r" % (" > 0" if positive else " >= 0",
+                                                              value))
+    return number
+
+
+def _whole(r, value, where, low, high):
+    if not value.isdigit() or not low <= int(value) <= high:
+        r.fail(where, "must be a whole number from %d to %d, not %r" % (low, high, value))
+    return int(value)
+
+
+def _one_of(r, value, choices, where):
+    if value not in choices:
+        r.fail(where, "must be one of %s, not %r" % (", ".join(choices), value))
+    return value
+
+
+def pod_annotations(r, pod):
+    """The exit policy, back-off and stop timeout the pod's annotations give."""
+    a = pod.annotations
+    at = _known(r, a, POD_ANNOTATIONS, "annotations")
+    pod.exit_policy = _one_of(r, a.get("stage1/exit-policy", ON_ANY_FAILURE), EXIT_POLICIES,
+                              at("stage1/exit-policy"))
+    base = _seconds(r, a.get("stage1/restart-backoff", "10"), at("stage1/restart-backoff"), True)
+    cap = _seconds(r, a.get("stage1/restart-backoff-max", "300"),
+                   at("stage1/restart-backoff-max"), True)
+    pod.backoff = (base, max(base, cap))
+    pod.stop_timeout = None
+    if "stage1/stop-timeout" in a:
+        pod.stop_timeout = _seconds(r, a["stage1/stop-timeout"], at("stage1/stop-timeout"))
+    pod.mutable = a.get(MUTABLE) == "true"
+
+
+def app_annotations(r, app, path):
+    """Restart, stop, readiness, order and logs from the app's annotations
+    (the pod manifest's, with the image's under them)."""
+    a = app.annotations
+    at = _known(r, a, APP_ANNOTATIONS, path + ".annotations")
+    app.restart = _one_of(r, a.get("stage1/restart-policy", "never"), RESTART_POLICIES,
+                          at("stage1/restart-policy"))
+    try:
+        app.stop_signal = native.signal_number(a.get("stage1/stop-signal", "SIGTERM"))
+    except ValueError as err:
+        r.fail(at("stage1/stop-signal"), str(err))
+    notify = a.get("stage1/notify")
+    if notify is None and a.get(SUPPORTS_NOTIFY) == "true":
+        notify = "systemd"
+    if notify is not None and notify != "systemd":
+        if not notify.startswith("fd:"):
+            r.fail(at("stage1/notify"), "must be \"systemd\" or \"fd:N\", not %r" % notify)
+        notify = _whole(r, notify[3:], at("stage1/notify"), 3, 63)
+    app.notify = notify
+    app.after = [n.strip() for n in a.get("stage1/after", "").split(",") if n.strip()]
+    app.is_init = _one_of(r, a.get("stage1/init", "false"), ("true", "false"),
+                          at("stage1/init")) == "true"
+    log = a.get("stage1/log")
+    if log is None:
+        log = RKT_LOG_MODES.get(a.get("coreos.com/rkt/stage2/stdout", "tty"), "inherit")
+    app.log_mode = _one_of(r, log, LOG_MODES, at("stage1/log"))
+    app.log_limits = (_whole(r, a.get("stage1/log-max-bytes", str(10 << 20)),
+                             at("stage1/log-max-bytes"), 1024, 1 << 40),
+                      _whole(r, a.get("stage1/log-keep", "3"), at("stage1/log-keep"), 0, 100))
+    app.stop_timeout = None
+    if "stage1/stop-timeout" in a:
+        app.stop_timeout = _seconds(r, a["stage1/stop-timeout"], at("stage1/stop-timeout"))
+
+
+def check_order(specs, known=()):
+    """Every `stage1/after` name exists and there is no cycle; `known`
+    maps the names of a running pod's apps to what they come after."""
+    names = {a.name for a in specs} | set(known)
+    for app in specs:
+        for dep in app.after:
+            if dep not in names:
+                raise ManifestError("pod", 'apps[%d].annotations["stage1/after"]' % app.index,
+                                    "no app named %r" % dep)
+    graph = dict(known) if isinstance(known, dict) else {}
+    graph.update((a.name, a.after) for a in specs)
+    cycle = order.find_cycle(graph)
+    if cycle:
+        raise ManifestError("pod", "annotations", "stage1/after makes a cycle: %s"
+                            % " -> ".join(cycle))
+
+
+def parse_app_body(r, body, path, app):
+    """The `app` object of aci.md: exec, user, group, environment, ..."""
+    app.exec = r.argv(body.get("exec"), path + ".exec")
+    app.user = r.string(r.required(body, "user", path), path + ".user")
+    app.group = r.string(r.required(body, "group", path), path + ".group")
+    key = "supplementaryGIDs" if "supplementaryGIDs" in body else "supplementaryGids"
+    app.supplementary_gids = [r.uint(g, "%s.%s[%d]" % (path, key, i))
+                              for i, g in enumerate(r.array(body, key, path))]
+    app.environment = r.name_value_list(body, "environment", path, ENV_NAME,
+                                        "a variable name (letters, digits, _ . -)")
+    wd = body.get("workingDirectory", "/")
+    if not isinstance(wd, str) or not wd.startswith("/"):
+        r.fail(path + ".workingDirectory", "must be an absolute path")
+    app.working_directory = wd
+    app.event_handlers = {}
+    for i, handler in enumerate(r.array(body, "eventHandlers", path)):
+        where = "%s.eventHandlers[%d]" % (path, i)
+        r.obj(handler, where)
+        name = r.required(handler, "name", where)
+        if name not in EVENT_HANDLERS:
+            r.fail(where + ".name", "must be one of %s" % ", ".join(EVENT_HANDLERS))
+        if name in app.event_handlers:
+            r.fail(where + ".name", "duplicate event handler %r" % name)
+        app.event_handlers[name] = r.argv(handler.get("exec"), where + ".exec")
+    app.isolators = parse_isolators(r, body, path)
+    app.mount_points = []
+    for i, mp in enumerate(r.array(body, "mountPoints", path)):
+        where = "%s.mountPoints[%d]" % (path, i)
+        r.obj(mp, where)
+        name = r.string(r.required(mp, "name", where), where + ".name", AC_NAME, "an AC name")
+        target = r.string(r.required(mp, "path", where), where + ".path")
+        app.mount_points.append((name, target, r.boolean(mp, "readOnly", where)))
+
+
+def parse_isolators(r, obj, path):
+    out = []
+    for i, iso in enumerate(r.array(obj, "isolators", path)):
+        where = "%s[%d]" % (_join(path, "isolators"), i)
+        r.obj(iso, where)
+        name = r.string(r.required(iso, "name", where), where + ".name",
+                        AC_IDENTIFIER, "an AC identifier")
+        out.append((name, iso.get("value"), where))
+    return out
+
+
+def parse_mounts(r, item, path):
+    out = []
+    for i, m in enumerate(r.array(item, "mounts", path)):
+        where = "%s.mounts[%d]" % (path, i)
+        r.obj(m, where)
+        volume = r.string(r.required(m, "volume", where), where + ".volume",
+                          AC_NAME, "an AC name")
+        target = r.string(r.required(m, "path", where), where + ".path")
+        app_volume = m.get("appVolume")
+        if app_volume is not None:
+            app_volume = parse_volume(r, app_volume, where + ".appVolume")
+        out.append((volume, target, app_volume, where))
+    return out
+
+
+def parse_volumes(r, doc):
+    volumes = {}
+    for i, v in enumerate(r.array(doc, "volumes", "")):
+        where = "volumes[%d]" % i
+        vol = parse_volume(r, v, where)
+        if vol["name"] in volumes:
+            r.fail(where + ".name", "duplicate volume name %r" % vol["name"])
+        volumes[vol["name"]] = vol
+    return volumes
+
+
+def parse_volume(r, v, where):
+    r.obj(v, where)
+    vol = {"name": r.string(r.required(v, "name", where), where + ".name", AC_NAME, "an AC name"),
+           "kind": r.required(v, "kind", where), "where": where,
+           "readOnly": r.boolean(v, "readOnly", where)}
+    if vol["kind"] == "host":
+        source = r.string(r.required(v, "source", where), where + ".source")
+        if not source.startswith("/"):
+            r.fail(where + ".source", "must be an absolute path")
+        vol["source"] = source
+        vol["recursive"] = r.boolean(v, "recursive", where, default=True)
+    elif vol["kind"] == "empty":
+        mode = v.get("mode", "0755")
+        if not isinstance(mode, str) or not re.match(r"^0?[0-7]{3,4}$", mode):
+            r.fail(where + ".mode", "must be an octal mode such as \"0755\"")
+        vol["mode"] = int(mode, 8)
+        vol["uid"] = r.uint(v.get("uid", 0), where + ".uid")
+        vol["gid"] = r.uint(v.get("gid", 0), where + ".gid")
+    else:
+        r.fail(where + ".kind", "must be \"host\" or \"empty\", not %r" % (vol["kind"],))
+    return vol
+
+
+def parse_image_manifest(data, source):
+    """(app object, annotations) of an ImageManifest."""
+    r = _Reader(source)
+    doc = r.obj(load_json(data, source), "")
+    if doc.get("acKind") != "ImageManifest":
+        r.fail("acKind", "must be \"ImageManifest\"")
+    annotations = r.name_value_list(doc, "annotations", "", AC_IDENTIFIER, "an AC identifier")
+    app = doc.get("app")
+    if app is None:
+        r.fail("app", "is required: the pod manifest gives no app section either")
+    return app, annotations, source

@@ -1,0 +1,120 @@
+"""A validated pod -> the apps the Supervisor runs: the plan decides.
+
+Every field was validated where the manifest was parsed (manifest.py);
+here each AppSpec becomes a supervisor.App: its user and group resolved in
+its root, its environment, its launch (argv, credentials, cwd, fds), and
+the pod's exit policy, back-off and grace taken from the spec or the
+command line.  Nothing starts here.
+"""
+import os
+
+from stage1.engine import spawn
+from stage1.engine.supervisor import App
+from stage1.pod import manifest, users
+from stage1.pod.errors import ManifestError, PodError
+
+NOTIFY_SOCKET_NAME = "notify.sock"
+
+
+class Options:
+    """What the command line asked of the pod."""
+
+    def __init__(self, grace=None, verbose=False, interactive=False, mutable=False, flags=(),
+                 isolate=None):
+        self.grace = grace
+        self.verbose = verbose
+        self.interactive = interactive
+        self.mutable = mutable
+        self.flags = dict(flags)   # every rkt run flag as given, for the debug log
+        self.isolate = isolate     # --isolate / --no-isolate; None: when app roots exist
+
+
+class Plan:
+    """A validated pod, ready to start."""
+
+    def __init__(self, pod, apps, policy, backoff, grace, stdin_fd):
+        self.pod, self.apps = pod, apps
+        self.policy, self.backoff, self.grace = policy, backoff, grace
+        self.stdin_fd = stdin_fd
+        self.isolation = None      # isolation.plan.PodIsolation, set by the runner
+        self.unapplied = []        # (name, where, why) to report once each
+
+
+def read_pod(poddir, opts):
+    """The pod manifest, validated; the pod must have apps unless mutable."""
+    pod = manifest.parse_pod(poddir.read_manifest(), "pod", images=poddir)
+    opts.mutable = opts.mutable or pod.mutable
+    if not pod.apps and not opts.mutable:
+        raise ManifestError("pod", "apps", "the pod has no apps")
+    return pod
+
+
+def make(pod, poddir, opts, stdin_fd):
+    """Every app planned: a Plan.  Users are looked up in the app roots,
+    so the runner checks those first."""
+    grace = pod.stop_timeout
+    if grace is None:
+        grace = 10.0 if opts.grace is None else opts.grace
+    apps = [plan_app(spec, poddir, stdin_fd) for spec in pod.apps]
+    return Plan(pod, apps, pod.exit_policy, pod.backoff, grace, stdin_fd)
+
+
+def app_environment(spec):
+    env = {"PATH": spawn.DEFAULT_PATH}
+    env.update(spec.environment)
+    env["AC_APP_NAME"] = spec.name
+    env["container"] = "stage1"
+    return env
+
+
+def plan_app(spec, poddir, stdin_fd):
+    """One validated app -> a supervisor.App (credentials resolved)."""
+    root = poddir.app_root(spec.name)
+    root = root if os.path.isdir(root) else "/"
+    ids = {}
+    for key, table in (("user", "passwd"), ("group", "group")):
+        try:
+            ids[key] = users.resolve(getattr(spec, key), root, table)
+        except users.UserError as err:
+            raise ManifestError("pod", "apps[%d].app.%s" % (spec.index, key), str(err))
+    env = app_environment(spec)
+
+    def launch(argv):
+        uid, gid, groups = ids["user"], ids["group"], list(spec.supplementary_gids)
+        if os.geteuid() != 0 and uid == os.geteuid() and gid == os.getegid() and not groups:
+            uid = gid = -1     # unprivileged supervision: nothing to change
+            groups = None
+        return spawn.Launch(argv, spawn.env_list(env), path=env["PATH"],
+                            cwd=spec.working_directory, uid=uid, gid=gid, groups=groups,
+                            fd_map=[stdin_fd, 1, 2], close_fds=True)
+
+    if spec.notify == "systemd":
+        env["NOTIFY_SOCKET"] = os.path.join(poddir.path, NOTIFY_SOCKET_NAME)
+    app = App(spec.name, launch(spec.exec), restart=spec.restart, stop_signal=spec.stop_signal,
+              pre_start=spec.event_handlers.get("pre-start"),
+              post_stop=spec.event_handlers.get("post-stop"), annotations=spec.annotations,
+              grace=spec.stop_timeout, after=spec.after, is_init=spec.is_init,
+              notify=spec.notify)
+    app.log_mode = spec.log_mode
+    app.log_limits = spec.log_limits
+    app.spec = spec
+    app.make_launch = launch
+    return app
+
+
+def added_spec(poddir, name, runtime_app, index):
+    """The spec of an app `stage1 app add` adds: from POD/pod (rewritten by
+    whoever adds it, as rkt does) or from one RuntimeApp given with the
+    request; validated like the pod."""
+    if runtime_app is None:
+        pod = manifest.parse_pod(poddir.read_manifest(), "pod", images=poddir)
+        specs = [a for a in pod.apps if a.name == name]
+        if not specs:
+            raise PodError("no app %r in %s" % (name, poddir.manifest_path))
+        return specs[0]
+    reader = manifest._Reader("app add")
+    spec = manifest.parse_runtime_app(reader, runtime_app, "runtimeApp", poddir)
+    if spec.name != name:
+        raise PodError("app add: runtimeApp.name: %r does not match --app %r" % (spec.name, name))
+    spec.index = index
+    return spec

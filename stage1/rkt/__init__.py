@@ -1,0 +1,5 @@
+"""rkt: stage1 as rkt's stage1: the image rkt takes (aci.py) and the flags
+and argument forms of rkt's stage1 interface (interface.py).
+
+May import: engine, pod, isolation, live, runner.
+"""
