@@ -73,7 +73,7 @@ class PodIsolation:
     def bind(self, app):
         """Make every launch of a supervisor.App (hooks too) isolated.
         Before prepare_roots: whether the app speaks sd_notify is the
-        App's to say (podmode reads it from the image manifest too)."""
+        App's to say (the manifest reads it from the image manifest too)."""
         a = self.apps.get(app.name)
         if a is None:
             return

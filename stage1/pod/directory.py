@@ -90,7 +90,7 @@ class PodDir:
         that title whose innermost NSpid is the recorded pid."""
         pid = self.read_pid()
         title = self.init_title.encode()
-        # An isolated pod (isolate.py) records its init as the host sees it;
+        # An isolated pod (isolation/) records its init as the host sees it;
         # to itself, that init is PID 1 and calls itself `stage1 init: POD`.
         isolated = ("stage1 init: %s" % os.path.basename(self.path)).encode()
         if _is_init(pid, pid, title) or _is_init(pid, 1, isolated):

@@ -9,8 +9,8 @@ build.sh (an absolute path, taken when the image is written), so the
 image is for this machine's checkout, not for distribution.
 rootfs/rkt/status/ is there, empty, because rkt refuses a stage1 without it.
 
-Interface version 5: `run` takes every flag rkt passes up to it (podcli's
-RKT_RUN_FLAGS), `gc` takes --local-config, and the crossing entrypoints of
+Interface version 5: `run` takes every flag rkt passes up to it (rkt/interface.py's
+RUN_FLAGS), `gc` takes --local-config, and the crossing entrypoints of
 mutable pods (app/add, app/start, app/stop, app/rm) are declared, so
 `rkt run --mutable` and `rkt app ...` work with this stage1.
 """
