@@ -60,13 +60,26 @@ int s1_signals_take(uint64_t *mask_out, uint64_t *ign_out)
     return fd;
 }
 
+/* A SIGPIPE or SIGXFSZ that the init's own write raised (a reader gone, a
+ * file size limit): the kernel sends it to the writer as SI_USER from the
+ * writer itself.  Blocked, it is queued like any signal, so it would be
+ * read back and passed on to every app (and, with -v, the line logging it
+ * fails again and raises another).  The write's error (EPIPE, EFBIG) is
+ * what the init handles; the signal is dropped here.  The same signal sent
+ * by any other process is passed on as usual. */
+static int s1_own_signal(int sig, int code, int pid)
+{
+    return (sig == SIGPIPE || sig == SIGXFSZ) && code == SI_USER && pid == getpid();
+}
+
 /* Read up to max pending signals, in the order the kernel queued them.
- * Returns the count; 0 when nothing is pending. */
+ * Returns the count; 0 when nothing is pending (or only the init's own
+ * SIGPIPE/SIGXFSZ, which are dropped). */
 int s1_signalfd_read(int fd, struct s1_siginfo *out, int max)
 {
     struct signalfd_siginfo buf[64];
     ssize_t got;
-    int i, n;
+    int i, n, kept = 0;
 
     if (max > 64)
         max = 64;
@@ -75,12 +88,16 @@ int s1_signalfd_read(int fd, struct s1_siginfo *out, int max)
         return errno == EAGAIN ? 0 : -errno;
     n = (int)(got / (ssize_t)sizeof buf[0]);
     for (i = 0; i < n; i++) {
-        out[i].signo = (int)buf[i].ssi_signo;
-        out[i].code = buf[i].ssi_code;
-        out[i].pid = (int)buf[i].ssi_pid;
-        out[i].uid = (int)buf[i].ssi_uid;
+        if (s1_own_signal((int)buf[i].ssi_signo, buf[i].ssi_code, (int)buf[i].ssi_pid))
+            continue;
+        out[kept].signo = (int)buf[i].ssi_signo;
+        out[kept].code = buf[i].ssi_code;
+        out[kept].pid = (int)buf[i].ssi_pid;
+        out[kept].uid = (int)buf[i].ssi_uid;
+        out[kept].forwarded = 0;
+        kept++;
     }
-    return n;
+    return kept;
 }
 
 static int64_t s1_now_ns(void)
@@ -132,6 +149,8 @@ int s1_sigwait(int64_t timeout_ns, const int *watch, int nwatch, int forward_to,
         sig = (int)syscall(SYS_rt_sigtimedwait, &all, &si, left < 0 ? NULL : &ts, _NSIG / 8);
         if (sig < 0)
             return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+        if (s1_own_signal(sig, si.si_code, si.si_pid))
+            continue;
         out->signo = sig;
         out->code = si.si_code;
         out->pid = si.si_pid;

@@ -87,13 +87,18 @@ def parse(args, options, stop_at_positional=False):
     return opts, positionals
 
 
+MAX_SECONDS = 2147483      # the longest single wait epoll takes (2**31 ms): 24 days
+
+
 def seconds(text, what):
     try:
-        value = float(text)
+        value = float(text) if text.isascii() else -1.0
     except ValueError:
         value = -1.0
-    if not value >= 0 or value == float("inf"):
+    if not value >= 0 or value == float("inf"):       # NaN fails too
         raise UsageError("%s must be a number of seconds >= 0, not %r" % (what, text))
+    if value > MAX_SECONDS:
+        raise UsageError("%s must be at most %d seconds, not %r" % (what, MAX_SECONDS, text))
     return value
 
 

@@ -183,7 +183,7 @@ def cmd_enter(args):
         raise UsageError("enter needs --appname NAME (or --app NAME)", "enter")
     pid = None
     if "pid" in opts:
-        if not opts["pid"].isdigit() or int(opts["pid"]) < 1:
+        if not (opts["pid"].isascii() and opts["pid"].isdigit()) or int(opts["pid"]) < 1:
             raise UsageError("--pid must be a process id, not %r" % opts["pid"], "enter")
         pid = int(opts["pid"])
     poddir = _pod_arg(positionals, "enter")

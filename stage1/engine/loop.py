@@ -15,6 +15,7 @@ import time
 from stage1.engine import native
 
 monotonic = time.monotonic
+MAX_WAIT = 1e6           # seconds, about 11 days
 
 
 class Timer:
@@ -36,6 +37,7 @@ class Loop:
     def __init__(self):
         self._epoll = select.epoll()      # close-on-exec, as Python makes every fd
         self._readers = {}
+        self._writers = {}
         self._timers = []
         self.before_wait = []     # called before each wait: batched work (status files)
         self._sigfd = None
@@ -55,12 +57,38 @@ class Loop:
         self._epoll.register(sigfd, select.EPOLLIN)
 
     def add_reader(self, fd, callback):
-        self._epoll.register(fd, select.EPOLLIN)
         self._readers[fd] = callback
+        self._watch(fd)
 
     def remove_reader(self, fd):
         if self._readers.pop(fd, None) is not None:
-            self._epoll.unregister(fd)
+            self._watch(fd)
+
+    def set_writer(self, fd, callback):
+        """callback() when fd can be written to; None to stop asking.
+        For an fd that also has a reader (a client socket), until its
+        reader is removed."""
+        if callback is None:
+            if self._writers.pop(fd, None) is not None:
+                self._watch(fd)
+        else:
+            had = fd in self._writers
+            self._writers[fd] = callback
+            if not had:
+                self._watch(fd)
+
+    def _watch(self, fd):
+        """(Re)register fd for what its reader and writer want."""
+        mask = (select.EPOLLIN if fd in self._readers else 0) | \
+            (select.EPOLLOUT if fd in self._writers else 0)
+        try:
+            if mask:
+                self._epoll.modify(fd, mask)
+            else:
+                self._epoll.unregister(fd)
+        except FileNotFoundError:      # not registered yet
+            if mask:
+                self._epoll.register(fd, mask)
 
     def call_at(self, when, callback):
         timer = Timer(when, callback)
@@ -76,7 +104,9 @@ class Loop:
             heapq.heappop(timers)
         if not timers:
             return -1
-        return max(0.0, timers[0].when - monotonic())
+        # epoll_wait takes milliseconds in an int: a deadline further away
+        # than MAX_WAIT is waited for in several turns.
+        return min(MAX_WAIT, max(0.0, timers[0].when - monotonic()))
 
     def _expire(self):
         now = monotonic()
@@ -107,13 +137,18 @@ class Loop:
                 events = self._epoll.poll(self._timeout())
             except InterruptedError:
                 continue
-            for fd, _ in events:
+            for fd, mask in events:
                 if fd == self._sigfd:
                     self._on_signals(native.read_signals(fd), None)
                     continue
-                callback = readers.get(fd)
-                if callback is not None:
-                    callback()
+                if mask & (select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP):
+                    writer = self._writers.get(fd)
+                    if writer is not None:
+                        writer()
+                if mask & ~select.EPOLLOUT:
+                    callback = readers.get(fd)
+                    if callback is not None:
+                        callback()
             self._expire()
 
     def stop(self):

@@ -169,6 +169,8 @@ def signal_name(sig):
 def signal_number(name):
     """The number for TERM, SIGTERM, 15, RTMIN+3 or SIGRTMAX-1; ValueError otherwise."""
     text = str(name).upper()
+    if not text.isascii():
+        raise ValueError("no such signal: %s" % name)
     text = text[3:] if text.startswith("SIG") else text
     if text.isdigit() and 1 <= int(text) <= RTMAX and int(text) not in (32, 33):
         return int(text)
@@ -231,7 +233,9 @@ def spawn(candidates, argv, env, *, fd_map=None, close_fds=False,
     req.umask = umask
     req.ngroups = -1 if groups is None else len(groups)
     req.groups = keep_ptr(keep, "unsigned int[]", list(groups)) if groups else ffi.NULL
-    req.gid, req.uid = gid, uid
+    # The request's ints carry -1 for "keep"; ids above 2**31 go as the
+    # same 32 bits, which setresuid/setresgid read as uid_t again.
+    req.gid, req.uid = (i - 2 ** 32 if i >= 2 ** 31 else i for i in (gid, uid))
     if caps is not None:
         req.set_caps = 1
         req.cap_bounding, req.cap_effective = caps

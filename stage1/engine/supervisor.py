@@ -35,10 +35,15 @@ class Log:
     def __init__(self, verbose=False):
         self.verbose = verbose
         self.prefix = "stage1[%d]: " % os.getpid()
+        self.gone = False          # stderr's reader has gone (EPIPE): write no more
 
     def _write(self, msg):
+        if self.gone:
+            return
         try:
             os.write(2, (self.prefix + msg + "\n").encode(errors="replace"))
+        except BrokenPipeError:
+            self.gone = True
         except OSError:
             pass
 
@@ -129,6 +134,8 @@ class Supervisor:
         self._deadline = None
         self._swept = False
         self._pid1 = os.getpid() == 1
+        # An fd in reserve for the internal-error handler (see run).
+        self._reserve = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         loop.add_signals(sigfd, self._on_signals, self._wait_plan)
         if status is not None:
             loop.before_wait.append(status.flush)
@@ -405,7 +412,10 @@ class Supervisor:
         base, cap = self.backoff
         ran = monotonic() - (app.started_mono or 0)
         app.backoff_streak = 1 if ran >= 600 else app.backoff_streak + 1
-        return min(cap, base * 2 ** (app.backoff_streak - 1))
+        # The streak only counts up to where the doubling has passed any
+        # cap (2**64 times the base): a crash loop of a thousand restarts
+        # must not overflow the float.
+        return min(cap, base * 2.0 ** min(app.backoff_streak - 1, 64))
 
     def _ended_for_good(self, app):
         if self._starting:
@@ -499,18 +509,25 @@ class Supervisor:
         exit code.
 
         A failure of stage1's own code must not leave the apps behind with
-        no init to reap them: it is reported with its traceback, everything
-        below the init gets SIGKILL and is reaped (for at most 2 s), and the
-        code is 254."""
+        no init to reap them: everything below the init gets SIGKILL and is
+        reaped (for at most 2 s), the failure is reported with its
+        traceback, and the code is 254.  The handler needs nothing it might
+        fail to get: the fd kept in reserve is given up first (the failure
+        may be running out of fds), and the traceback is only written when
+        its module can still be imported."""
         try:
             self.start_all()
             if not self.done:
                 self.loop.run()
             return self.exit_code
-        except Exception:
-            import traceback
-            self.log.warn("internal error, killing every process of the pod:\n%s"
-                          % traceback.format_exc().rstrip())
+        except Exception as err:
+            self._internal_error(err)
+        return 254
+
+    def _internal_error(self, err):
+        if self._reserve is not None:
+            os.close(self._reserve)
+            self._reserve = None
         self.done = True
         for app in self.apps.values():
             self._signal_app(app, SIGKILL)
@@ -520,11 +537,16 @@ class Supervisor:
             native.reap()
             native.wait_signal(0.05)
         native.reap()
+        try:
+            import traceback
+            text = traceback.format_exc().rstrip()
+        except Exception:
+            text = "%s: %s" % (type(err).__name__, err)
+        self.log.warn("internal error, every process of the pod was killed:\n%s" % text)
         self.exit_code = 254
         if self.status is not None:
             self.status.flush()
         self.on_change()
-        return 254
 
     def shutdown(self, exit_code=None):
         """Stop every app, ask leftovers to stop, SIGKILL all when grace ends."""

@@ -12,35 +12,89 @@ Requests: {"op": "status"}, {"op": "start"|"stop"|"restart"|"rm", "app": N},
 {"op": "add", "app": N} (from POD/pod) or {"op": "add", "app": N,
 "runtimeApp": {...}}, {"op": "subscribe"}.
 """
+import errno
 import json
 import os
 import socket
 import struct
+import time
 
 from stage1.engine.supervisor import BACKOFF, ENDED, EXITED, RUNNING, WAITING
 from stage1.engine.status import app_record
 
-MAX_REQUEST = 1 << 20
+MAX_REQUEST = 256 << 10        # an unfinished request line longer than this is refused
+MAX_UNREAD = 16 << 20          # answers and events a client has not read yet
+MAX_CLIENTS = 64               # connections served at once; more are refused
 
 
 class Client:
+    """One connection: whole request lines in, answer lines out.
+
+    Input is a bytearray scanned from where the last scan stopped, so a
+    request of many lines costs what its bytes cost.  Output that the
+    socket does not take at once waits in `out` and goes when the socket
+    is writable, so an answer of any size arrives whole; a client that
+    leaves more than MAX_UNREAD unread is dropped rather than allowed to
+    hold the init's memory.  A client that half-closes (shuts down its
+    writing side) still gets the answers it is owed, then is closed."""
+
     def __init__(self, server, sock):
         self.server, self.sock = server, sock
-        self.buf = b""
+        self.fd = sock.fileno()
+        self.buf = bytearray()
+        self.scanned = 0               # buf[:scanned] holds no newline
+        self.out = bytearray()
+        self.owed = 0                  # answers deferred until a transition is done
+        self.subscribed = False
+        self.read_closed = False
         self.closed = False
 
     def send(self, obj):
         self.send_line(json.dumps(obj, sort_keys=True).encode() + b"\n")
 
+    def answer_later(self):
+        """A deferred answer: call the returned function with it."""
+        self.owed += 1
+
+        def deliver(obj):
+            self.owed -= 1
+            self.send(obj)
+            self._close_if_done()
+        return deliver
+
     def send_line(self, line):
         if self.closed:
             return
-        try:
-            self.sock.sendall(line)
-        except (BlockingIOError, OSError):
-            # A peer that does not read its answers is dropped rather than
-            # allowed to block the init.
+        if self.out:
+            self.out += line
+        else:
+            try:
+                sent = self.sock.send(line)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                self.close()
+                return
+            if sent < len(line):
+                self.out += line[sent:]
+                self.server.loop.set_writer(self.fd, self.writable)
+        if len(self.out) > MAX_UNREAD:
+            self.server.log.warn("control: dropped a client that left %d bytes unread"
+                                 % len(self.out))
             self.close()
+
+    def writable(self):
+        try:
+            sent = self.sock.send(self.out)
+        except BlockingIOError:
+            return
+        except OSError:
+            self.close()
+            return
+        del self.out[:sent]
+        if not self.out:
+            self.server.loop.set_writer(self.fd, None)
+            self._close_if_done()
 
     def readable(self):
         try:
@@ -48,19 +102,37 @@ class Client:
         except BlockingIOError:
             return
         except OSError:
-            data = b""
-        if not data:
             self.close()
+            return
+        if not data:
+            self.read_closed = True
+            self.server.loop.remove_reader(self.fd)
+            self._close_if_done()
             return
         self.buf += data
-        if len(self.buf) > MAX_REQUEST:
-            self.send({"ok": False, "error": "request longer than %d bytes" % MAX_REQUEST})
-            self.close()
-            return
-        while b"\n" in self.buf and not self.closed:
-            line, self.buf = self.buf.split(b"\n", 1)
+        start = 0
+        while not self.closed:
+            end = self.buf.find(b"\n", max(start, self.scanned))
+            if end < 0:
+                break
+            line = bytes(self.buf[start:end])
+            start = end + 1
             if line.strip():
                 self.server.handle(self, line)
+        if self.closed:
+            return
+        del self.buf[:start]
+        self.scanned = len(self.buf)
+        if len(self.buf) > MAX_REQUEST:
+            self.send({"ok": False, "error": "request longer than %d bytes" % MAX_REQUEST})
+            self.read_closed = True
+            self.server.loop.remove_reader(self.fd)
+            self.buf = bytearray()
+            self._close_if_done()
+
+    def _close_if_done(self):
+        if self.read_closed and not self.owed and not self.out and not self.subscribed:
+            self.close()
 
     def close(self):
         if not self.closed:
@@ -82,33 +154,71 @@ class ControlServer:
             os.chown(path, owner, -1)
         sock.listen(64)
         self.sock = sock
+        self.reserve = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        self.fd_warned = False
         loop.add_reader(sock.fileno(), self._accept)
 
     def _accept(self):
-        while True:
+        for _ in range(MAX_CLIENTS):     # then let the rest of the pod have its turn
             try:
                 conn, _ = self.sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            conn.setblocking(False)
-            pid, uid, gid = struct.unpack("3i", conn.getsockopt(
-                socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
-            if uid not in self.allowed_uids:
-                self.log.warn("control: refused pid %d (uid %d)" % (pid, uid))
-                try:
-                    conn.send(b'{"error": "permission denied", "ok": false}\n')
-                except OSError:
-                    pass
-                conn.close()
-                continue
-            client = Client(self, conn)
-            self.clients[conn.fileno()] = client
-            self.loop.add_reader(conn.fileno(), client.readable)
+            except OSError as err:
+                if err.errno in (errno.EMFILE, errno.ENFILE):
+                    self._refuse_without_fds()
+                    return
+                continue                 # ECONNABORTED and the like: that one is gone
+            self._serve(conn)
+
+    def _serve(self, conn):
+        conn.setblocking(False)
+        pid, uid, gid = struct.unpack("3i", conn.getsockopt(
+            socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+        if uid not in self.allowed_uids:
+            self.log.warn("control: refused pid %d (uid %d)" % (pid, uid))
+            self._refuse(conn, "permission denied")
+            return
+        if len(self.clients) >= MAX_CLIENTS:
+            self._refuse(conn, "too many connections (at most %d)" % MAX_CLIENTS)
+            return
+        client = Client(self, conn)
+        self.clients[client.fd] = client
+        self.loop.add_reader(client.fd, client.readable)
+
+    def _refuse(self, conn, error):
+        try:
+            conn.send(json.dumps({"error": error, "ok": False}, sort_keys=True).encode() + b"\n")
+        except OSError:
+            pass
+        conn.close()
+
+    def _refuse_without_fds(self):
+        """Out of fds (EMFILE): the waiting connection would keep the socket
+        readable for ever.  The reserve fd, kept for this, makes room for
+        one accept, which is refused, then is taken again (nginx's way)."""
+        if self.reserve is None:
+            return
+        os.close(self.reserve)
+        self.reserve = None
+        try:
+            conn, _ = self.sock.accept()
+            self._refuse(conn, "the init is out of file descriptors")
+        except OSError:
+            pass
+        try:
+            self.reserve = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            pass
+        if not self.fd_warned:
+            self.fd_warned = True
+            self.log.warn("control: out of file descriptors: connections are refused")
 
     def forget(self, client):
-        fd = client.sock.fileno()
+        fd = client.fd
         if self.clients.pop(fd, None) is not None:
             self.loop.remove_reader(fd)
+            self.loop.set_writer(fd, None)
         if self.events is not None and client.send_line in self.events.subscribers:
             self.events.subscribers.remove(client.send_line)
 
@@ -162,6 +272,7 @@ class ControlServer:
         # The offset tells the client where in events.jsonl the stream
         # begins, so it shows the file up to there and no line twice.
         client.send({"ok": True, "subscribed": True, "offset": self.events.size()})
+        client.subscribed = True
         self.events.subscribers.append(client.send_line)
 
     def op_start(self, client, req):
@@ -196,8 +307,9 @@ class ControlServer:
             self.sup._remove(app)
         else:
             self.sup.event(app, "stop")
+        deliver = client.answer_later()
         self.sup.when(lambda: app.name not in self.sup.apps,
-                      lambda: client.send({"ok": True, "app": app.name, "removed": True}))
+                      lambda: deliver({"ok": True, "app": app.name, "removed": True}))
 
     def op_add(self, client, req):
         self._refuse_when_stopping()
@@ -215,13 +327,27 @@ class ControlServer:
         client.send({"ok": True, "app": name, "state": app.state})
 
     def _answer_when(self, client, app, done):
-        self.sup.when(done, lambda: client.send(dict(ok=True, **_brief(app))))
+        deliver = client.answer_later()
+        self.sup.when(done, lambda: deliver(dict(ok=True, **_brief(app))))
 
     def close(self):
+        """The pod has ended: what clients are owed still goes (the last
+        event lines, a status being written), for at most a second in all."""
+        deadline = time.monotonic() + 1.0
         for client in list(self.clients.values()):
+            left = deadline - time.monotonic()
+            if client.out and left > 0:
+                try:
+                    client.sock.settimeout(left)
+                    client.sock.sendall(client.out)
+                except OSError:
+                    pass
             client.close()
         self.loop.remove_reader(self.sock.fileno())
         self.sock.close()
+        if self.reserve is not None:
+            os.close(self.reserve)
+            self.reserve = None
         try:
             os.unlink(self.path)
         except OSError:

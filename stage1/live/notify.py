@@ -13,11 +13,13 @@ a newline written on it marks the app ready.
 import os
 import socket
 import struct
+from time import monotonic
 
 from stage1.engine import init
 from stage1.live.control import listening_socket
 
 UCRED = struct.Struct("iII")
+BATCH = 64                 # datagrams read per wake-up
 
 
 class NotifySocket:
@@ -29,13 +31,19 @@ class NotifySocket:
         sock = listening_socket(path, socket.SOCK_DGRAM, 0o666)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         self.sock = sock
+        self.cache, self.cache_time = {}, 0.0     # sender pid -> its app or None
         loop.add_reader(sock.fileno(), self._readable)
 
     def _readable(self):
-        while True:
+        """At most BATCH datagrams a wake-up, so a flood from anyone (the
+        socket is open to every uid) cannot keep the init from its other
+        work; the loop comes back while more are queued."""
+        for _ in range(BATCH):
             try:
                 data, anc, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(UCRED.size))
             except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
                 return
             pid = None
             for level, kind, payload in anc:
@@ -43,12 +51,32 @@ class NotifySocket:
                     pid = UCRED.unpack(payload[:UCRED.size])[0]
             app = self.app_for(pid)
             if app is None:
-                self.log.debug("notify message from pid %s, not an app's: ignored" % pid)
                 continue
             self.handle(app, data.decode("utf-8", "replace"))
 
     def app_for(self, pid):
-        """The app whose main process is pid or an ancestor of pid."""
+        """The app whose main process is pid or an ancestor of pid.
+
+        A sender's answer is kept for a second, so a sender that floods
+        costs one dict look-up a message after its first, not a walk up
+        /proc: counted per sender pid, the way an attacker cannot make it
+        dear."""
+        app = self.sup.by_pid.get(pid)
+        if app is not None:
+            return app
+        now = monotonic()
+        if now - self.cache_time > 1.0:
+            self.cache, self.cache_time = {}, now
+        if pid in self.cache:
+            app, main = self.cache[pid]
+            # Still that run of the app: a restart makes its old children orphans.
+            return app if app is not None and app.pid == main else None
+        app = self._walk(pid)
+        if len(self.cache) < 4096:
+            self.cache[pid] = (app, app.pid if app is not None else None)
+        return app
+
+    def _walk(self, pid):
         seen = 0
         while pid and pid > 1 and seen < 64:
             app = self.sup.by_pid.get(pid)

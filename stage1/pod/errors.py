@@ -11,9 +11,17 @@ class ManifestError(ValueError):
     """One line: where in which document, and what is wrong."""
 
     def __init__(self, source, path, message):
-        super().__init__("%s: %s: %s" % (source, path, message) if path else
-                         "%s: %s" % (source, message))
+        super().__init__(_one_line("%s: %s: %s" % (source, path, message) if path else
+                                   "%s: %s" % (source, message)))
 
 
 class PodError(ValueError):
     """A pod-level failure: one line, exit 254."""
+
+    def __init__(self, message):
+        super().__init__(_one_line(message))
+
+
+def _one_line(text):
+    """A message stays on its line, whatever a value or path it quotes holds."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")

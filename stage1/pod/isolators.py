@@ -32,12 +32,15 @@ DEFAULT_CAPS = ("CAP_AUDIT_WRITE", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID"
                 "CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_SETFCAP", "CAP_SYS_CHROOT")
 
 _QUANTITY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))"
-                       r"(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|K|M|G|T|P|E|[eE][+-]?\d+)?$")
+                       r"(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|K|M|G|T|P|E|[eE][+-]?\d+)?$", re.ASCII)
 # suffix -> (multiplier, divisor)
 _SUFFIX = {"Ki": (2 ** 10, 1), "Mi": (2 ** 20, 1), "Gi": (2 ** 30, 1), "Ti": (2 ** 40, 1),
            "Pi": (2 ** 50, 1), "Ei": (2 ** 60, 1), "n": (1, 10 ** 9), "u": (1, 10 ** 6),
            "m": (1, 1000), "k": (10 ** 3, 1), "K": (10 ** 3, 1), "M": (10 ** 6, 1),
            "G": (10 ** 9, 1), "T": (10 ** 12, 1), "P": (10 ** 15, 1), "E": (10 ** 18, 1)}
+
+
+MAX_QUANTITY = 2 ** 63     # bytes, or millicores: what a cgroup file's int64 holds
 
 
 class Limits:
@@ -79,15 +82,22 @@ def parse_quantity(text):
     from fractions import Fraction      # 4 ms: only for pods that have a quantity
     if not isinstance(text, str):
         raise ValueError("must be a string such as \"512Mi\" or \"500m\"")
-    found = _QUANTITY.match(text.strip())
+    found = _QUANTITY.fullmatch(text.strip()) if len(text) <= 64 else None
     if not found:
         raise ValueError("%r is not a quantity (such as \"512Mi\", \"1G\" or \"500m\")" % text)
     number, suffix = Fraction(found.group(1)), found.group(2) or ""
     if suffix in _SUFFIX:
-        return number * _SUFFIX[suffix][0] / _SUFFIX[suffix][1]
-    if suffix:          # an exponent: e3, E-2
-        return number * Fraction(10) ** int(suffix[1:])
-    return number
+        value = number * _SUFFIX[suffix][0] / _SUFFIX[suffix][1]
+    elif suffix:        # an exponent: e3, E-2; 10**999999999 would take for ever
+        exponent = int(suffix[1:])
+        if abs(exponent) > 30:
+            raise ValueError("%r: an exponent is at most 30" % text)
+        value = number * Fraction(10) ** exponent
+    else:
+        value = number
+    if value > MAX_QUANTITY:
+        raise ValueError("%r is more than the kernel takes (2**63)" % text)
+    return value
 
 
 def _ceil(value):

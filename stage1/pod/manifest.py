@@ -40,14 +40,14 @@ class AppSpec:
     __slots__ = ("name", "image", "exec", "user", "group", "supplementary_gids",
                  "environment", "working_directory", "event_handlers", "isolators",
                  "mount_points", "mounts", "read_only_rootfs", "annotations", "index",
-                 "app_source", "limits", "unapplied",
+                 "app_source", "limits", "unapplied", "ports",
                  # from stage1/ annotations
                  "restart", "stop_signal", "stop_timeout", "notify", "after", "is_init",
                  "log_mode", "log_limits")
 
 
 class PodSpec:
-    __slots__ = ("ac_version", "apps", "volumes", "isolators", "annotations", "limits",
+    __slots__ = ("ac_version", "apps", "volumes", "isolators", "annotations", "limits", "ports",
                  "unapplied", "exit_policy", "backoff", "stop_timeout", "mutable")
 
 
@@ -73,7 +73,7 @@ class _Reader:
     def string(self, value, path, pattern=None, what=None):
         if not isinstance(value, str) or not value:
             self.fail(path, "must be a non-empty string")
-        if pattern is not None and not pattern.match(value):
+        if pattern is not None and not pattern.fullmatch(value):
             self.fail(path, "%r is not %s" % (value, what))
         return value
 
@@ -97,9 +97,11 @@ class _Reader:
             self.fail(path, "must be a non-empty list of strings")
         return list(value)
 
-    def uint(self, value, path):
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2 ** 32:
-            self.fail(path, "must be an unsigned integer")
+    def uint(self, value, path, limit=2 ** 32 - 1):
+        """A JSON number that is a whole number from 0 to limit - 1 (a uid or
+        gid stops below 2**32 - 1, which the kernel takes as "none")."""
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < limit:
+            self.fail(path, "must be a whole number from 0 to %d" % (limit - 1))
         return value
 
     def name_value_list(self, obj, key, path, name_pattern, what):
@@ -124,10 +126,47 @@ def _join(path, key):
 
 
 def load_json(data, source):
+    """The JSON document, every string in it checked (check_strings)."""
     try:
-        return json.loads(data)
+        doc = json.loads(data)
+    except RecursionError:
+        raise ManifestError(source, None, "invalid JSON: nested too deeply")
     except (ValueError, UnicodeDecodeError) as err:
         raise ManifestError(source, None, "invalid JSON: %s" % err)
+    check_strings(doc, source)
+    return doc
+
+
+def check_strings(doc, source, path=""):
+    """Every string of the document, keys too, is text the kernel can take:
+    no NUL byte (argv, environment and paths end at one) and no lone
+    surrogate (JSON's \\ud800 has no UTF-8 form).  Iterative: nesting
+    depth costs no recursion."""
+    todo = [(doc, path)]
+    while todo:
+        value, where = todo.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                _check_text(key, source, where or "(keys)")
+                todo.append((item, _join(where, key)))
+        elif isinstance(value, list):
+            todo.extend((item, "%s[%d]" % (where, i)) for i, item in enumerate(value))
+        elif isinstance(value, str):
+            _check_text(value, source, where)
+
+
+def _check_text(text, source, where):
+    if "\0" in text:
+        raise ManifestError(source, where, "holds a NUL byte")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ManifestError(source, where, "is not valid UTF-8 text (a lone surrogate)")
+
+
+def digits(text):
+    """True for a plain ASCII number: str.isdigit() also takes "²" and "١"."""
+    return text.isascii() and text.isdigit()
 
 
 def parse_pod(data, source="pod", images=None):
@@ -137,7 +176,12 @@ def parse_pod(data, source="pod", images=None):
     `image_app(name)` -> (app object, annotations, source) for apps the pod
     manifest gives no `app` section, `image_annotations(name)` -> {}."""
     r = _Reader(source)
-    doc = r.obj(load_json(data, source) if isinstance(data, (bytes, str)) else data, "")
+    if isinstance(data, (bytes, str)):
+        doc = load_json(data, source)
+    else:
+        check_strings(data, source)
+        doc = data
+    doc = r.obj(doc, "")
     if r.required(doc, "acKind", "") != "PodManifest":
         r.fail("acKind", "must be \"PodManifest\", not %r" % doc["acKind"])
     pod = PodSpec()
@@ -150,6 +194,7 @@ def parse_pod(data, source="pod", images=None):
     pod.isolators = parse_isolators(r, doc, "")
     pod.limits, pod.unapplied = isolators.parse(pod.isolators, source, "pod")
     pod.volumes = parse_volumes(r, doc)
+    pod.ports = parse_pod_ports(r, doc)
     pod_annotations(r, pod)
     pod.apps = []
     names = set()
@@ -171,6 +216,9 @@ def parse_runtime_app(r, item, path, images=None):
     app.name = r.string(r.required(item, "name", path), path + ".name", AC_NAME, "an AC name")
     image = r.obj(r.required(item, "image", path), path + ".image")
     app.image = r.string(r.required(image, "id", path + ".image"), path + ".image.id")
+    if image.get("name") is not None:
+        r.string(image["name"], path + ".image.name", AC_IDENTIFIER, "an AC identifier")
+    r.name_value_list(image, "labels", path + ".image", AC_NAME, "an AC name")
     app.annotations = r.name_value_list(item, "annotations", path, AC_IDENTIFIER,
                                         "an AC identifier")
     app.read_only_rootfs = r.boolean(item, "readOnlyRootFS", path)
@@ -206,19 +254,26 @@ def _known(r, annotations, allowed, where):
     return lambda name: '%s["%s"]' % (where, name)
 
 
+MAX_SECONDS = 2147483      # the longest single wait epoll takes (2**31 ms): 24 days
+
+
 def _seconds(r, value, where, positive=False):
     try:
-        number = float(value)
+        number = float(value) if value.isascii() else -1.0
     except ValueError:
         number = -1.0
-    if not (number > 0 if positive else number >= 0) or number == float("inf"):
+    if number == float("inf"):
+        number = -1.0           # not a number of seconds; NaN fails the next test
+    if not (number > 0 if positive else number >= 0):
         r.fail(where, "must be a number of seconds%s, not %r" % (" > 0" if positive else " >= 0",
                                                               value))
+    if number > MAX_SECONDS:
+        r.fail(where, "must be at most %d seconds, not %r" % (MAX_SECONDS, value))
     return number
 
 
 def _whole(r, value, where, low, high):
-    if not value.isdigit() or not low <= int(value) <= high:
+    if not digits(value) or not low <= int(value) <= high:
         r.fail(where, "must be a whole number from %d to %d, not %r" % (low, high, value))
     return int(value)
 
@@ -321,6 +376,7 @@ def parse_app_body(r, body, path, app):
             r.fail(where + ".name", "duplicate event handler %r" % name)
         app.event_handlers[name] = r.argv(handler.get("exec"), where + ".exec")
     app.isolators = parse_isolators(r, body, path)
+    app.ports = parse_app_ports(r, body, path)
     app.mount_points = []
     for i, mp in enumerate(r.array(body, "mountPoints", path)):
         where = "%s.mountPoints[%d]" % (path, i)
@@ -328,6 +384,46 @@ def parse_app_body(r, body, path, app):
         name = r.string(r.required(mp, "name", where), where + ".name", AC_NAME, "an AC name")
         target = r.string(r.required(mp, "path", where), where + ".path")
         app.mount_points.append((name, target, r.boolean(mp, "readOnly", where)))
+
+
+def parse_app_ports(r, body, path):
+    """aci.md's ports: {name, protocol, port, count, socketActivated}."""
+    out, names = [], set()
+    for i, p in enumerate(r.array(body, "ports", path)):
+        where = "%s.ports[%d]" % (path, i)
+        r.obj(p, where)
+        name = r.string(r.required(p, "name", where), where + ".name", AC_NAME, "an AC name")
+        if name in names:
+            r.fail(where + ".name", "duplicate port name %r" % name)
+        names.add(name)
+        protocol = r.required(p, "protocol", where)
+        if protocol not in ("tcp", "udp"):
+            r.fail(where + ".protocol", "must be \"tcp\" or \"udp\", not %r" % (protocol,))
+        port = r.uint(r.required(p, "port", where), where + ".port", 65536)
+        count = r.uint(p.get("count", 1), where + ".count", 65536)
+        if not port or not count or port + count > 65536:
+            r.fail(where + ".port", "must be a port from 1 to 65535 (with its count)")
+        r.boolean(p, "socketActivated", where)
+        out.append({"name": name, "protocol": protocol, "port": port, "count": count})
+    return out
+
+
+def parse_pod_ports(r, doc):
+    """pods.md's ports: the host ports the apps' named ports are forwarded
+    from ({name, hostPort}, and rkt's hostIP)."""
+    out = []
+    for i, p in enumerate(r.array(doc, "ports", "")):
+        where = "ports[%d]" % i
+        r.obj(p, where)
+        name = r.string(r.required(p, "name", where), where + ".name", AC_NAME, "an AC name")
+        host_port = r.uint(r.required(p, "hostPort", where), where + ".hostPort", 65536)
+        if not host_port:
+            r.fail(where + ".hostPort", "must be a port from 1 to 65535")
+        host_ip = p.get("hostIP")
+        if host_ip is not None:
+            r.string(host_ip, where + ".hostIP")
+        out.append({"name": name, "hostPort": host_port, "hostIP": host_ip})
+    return out
 
 
 def parse_isolators(r, obj, path):
@@ -380,7 +476,7 @@ def parse_volume(r, v, where):
         vol["recursive"] = r.boolean(v, "recursive", where, default=True)
     elif vol["kind"] == "empty":
         mode = v.get("mode", "0755")
-        if not isinstance(mode, str) or not re.match(r"^0?[0-7]{3,4}$", mode):
+        if not isinstance(mode, str) or not re.fullmatch(r"0?[0-7]{3,4}", mode):
             r.fail(where + ".mode", "must be an octal mode such as \"0755\"")
         vol["mode"] = int(mode, 8)
         vol["uid"] = r.uint(v.get("uid", 0), where + ".uid")

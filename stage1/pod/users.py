@@ -3,6 +3,8 @@
 with `/` means the owner (or group) of that file inside the app's root."""
 import os
 
+from stage1.pod.manifest import digits
+
 
 class UserError(ValueError):
     pass
@@ -31,9 +33,9 @@ def _table(root, table):
         with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 fields = line.rstrip("\n").split(":")
-                if len(fields) >= 3 and fields[2].isdigit() and fields[0] not in entries:
+                if len(fields) >= 3 and digits(fields[2]) and fields[0] not in entries:
                     gid = fields[3] if table == "passwd" and len(fields) > 3 else None
-                    entries[fields[0]] = (int(fields[2]), int(gid) if gid and gid.isdigit()
+                    entries[fields[0]] = (int(fields[2]), int(gid) if gid and digits(gid)
                                           else None)
     except OSError:
         return {}
@@ -46,6 +48,16 @@ def _lookup(root, table, name):
     return _table(root, table).get(name)
 
 
+MAX_ID = 2 ** 32 - 2       # 2**32 - 1 is (uid_t) -1: "no change" to the kernel
+
+
+def _checked(number, value, table):
+    if number > MAX_ID:
+        raise UserError("%r: a %s id must be at most %d" % (value, "user" if table == "passwd"
+                                                          else "group", MAX_ID))
+    return number
+
+
 def resolve(value, root, table):
     """The numeric uid (table 'passwd') or gid ('group') for value."""
     if value.startswith("/"):
@@ -53,10 +65,10 @@ def resolve(value, root, table):
             st = os.stat(os.path.join(root, value.lstrip("/")))
         except OSError as err:
             raise UserError("%s: %s" % (value, err.strerror))
-        return st.st_uid if table == "passwd" else st.st_gid
+        return _checked(st.st_uid if table == "passwd" else st.st_gid, value, table)
     found = _lookup(root, table, value)
     if found is not None:
-        return found[0]
-    if value.isdigit():
-        return int(value)
+        return _checked(found[0], value, table)
+    if digits(value):
+        return _checked(int(value), value, table)
     raise UserError("%r is neither in %s/etc/%s nor a number" % (value, root.rstrip("/"), table))
