@@ -10,6 +10,8 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
 #include <net/if.h>
 #include <sched.h>
 #include <string.h>
@@ -74,6 +76,22 @@ int s1_mount_setattr(const char *path, int recursive, uint64_t attr_set, uint64_
     if (syscall(SYS_mount_setattr, -1, path, flags, &attr, sizeof attr) < 0)
         return -errno;
     return 0;
+}
+
+/* An O_PATH fd of path, resolved without following any symbolic link at any
+ * level (ELOOP if there is one).  A host volume is checked and bind-mounted
+ * from this fd (through /proc/self/fd), so a symlink swapped into the path
+ * after the check cannot redirect the mount. */
+int s1_open_nofollow(const char *path)
+{
+    struct open_how how;
+    int fd;
+
+    memset(&how, 0, sizeof how);
+    how.flags = O_PATH | O_CLOEXEC;
+    how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    fd = (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
+    return fd < 0 ? -errno : fd;
 }
 
 int s1_sethostname(const char *name)

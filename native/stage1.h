@@ -13,7 +13,7 @@
 #include <sys/types.h>
 
 /* CDEF-BEGIN */
-enum { S1_NATIVE_VERSION = 10 };
+enum { S1_NATIVE_VERSION = 11 };
 
 /* Steps of the child path between fork and exec, in the order they run.
  * A failure is reported to the parent as (step, errno). */
@@ -146,6 +146,7 @@ int s1_mount(const char *source, const char *target, const char *fstype,
              unsigned long flags, const char *data);
 int s1_umount(const char *target, int flags);
 int s1_mount_setattr(const char *path, int recursive, uint64_t attr_set, uint64_t attr_clr);
+int s1_open_nofollow(const char *path);
 int s1_sethostname(const char *name);
 int s1_loopback_up(void);
 /* CDEF-END */

@@ -62,11 +62,27 @@ def test_status_json(tmp_path):
 
 
 def test_status_by_uuid_in_the_pod_directory(tmp_path):
-    pod = Pod(tmp_path, [app("a", ["true"])])
+    # rkt names the pod directory by its UUID and passes the UUID last.
+    pod = Pod(tmp_path / "4a1e3b2c-uuid", [app("a", ["true"])])
     with Run(pod) as r:
         r.wait()
     p = stage1("status", "4a1e3b2c-uuid", cwd=pod.path)
     assert p.returncode == 0 and p.stdout.startswith("pod %s: exited" % pod.path)
+
+
+@pytest.mark.parametrize("command", ["status", "stop", "ps", "gc", "events", "logs"])
+def test_a_positional_that_is_not_the_pod_is_refused(tmp_path, command):
+    """`stage1 stop TYPO` in a pod directory must not stop that pod."""
+    pod = Pod(tmp_path / "4a1e3b2c-uuid", [app("a", ["sleep", "100"])])
+    with Run(pod) as r:
+        pod.wait_state("a", "running")
+        p = stage1(command, "4a1e3b2c-typo", cwd=pod.path)
+        assert (p.returncode, p.stderr) == (254, "stage1: 4a1e3b2c-typo: no such pod directory, "
+                                            "and the current directory is not pod 4a1e3b2c-typo\n")
+        assert r.proc.poll() is None
+        p = stage1(command, "/nonexistent/pod", cwd=pod.path)
+        assert (p.returncode, p.stderr) == (254, "stage1: /nonexistent/pod: no such pod directory\n")
+        assert r.proc.poll() is None
 
 
 def test_status_of_a_pod_that_never_ran(tmp_path):
@@ -93,14 +109,18 @@ def test_ps_groups_the_process_tree_by_app(tmp_path, pid1):
         p = stage1("ps", pod.path)
         assert p.returncode == 0, p.stderr
         lines = p.stdout.splitlines()
-        assert lines[0].split() == ["APP", "PID", "STATE", "CPU%", "RSS", "COMMAND"]
-        rows = [l.split(None, 5) for l in lines[1:]]
-        by_app = {}
+        assert lines[0].split() == ["APP", "PID", "POD-PID", "STATE", "CPU%", "RSS", "COMMAND"]
+        rows = [l.split(None, 6) for l in lines[1:]]
+        by_app, pod_pids = {}, {}
         for row in rows:
-            by_app.setdefault(row[0], []).append((int(row[1]), row[5]))
+            by_app.setdefault(row[0], []).append((int(row[1]), row[6]))
+            pod_pids[int(row[1])] = int(row[2])
         assert by_app["(init)"] == [(r.init_pid, "stage1 run: " + tmp_path.name)]
+        assert pod_pids[r.init_pid] == (1 if pid1 else r.init_pid)
         web = r.host_pid(pod.status("web")["pid"])
         worker = r.host_pid(pod.status("worker")["pid"])
+        # POD-PID is the pid `stage1 status` shows
+        assert pod_pids[web] == pod.status("web")["pid"]
         assert [pid for pid, _ in by_app["web"]][0] == web
         assert [cmd for _, cmd in by_app["web"]][1] == "sleep 101"
         assert by_app["worker"] == [(worker, "sleep 102")]
@@ -115,8 +135,8 @@ def test_ps_shows_leftovers_as_the_pods(tmp_path):
         pod.wait_state("starter", "exited")
         pod.wait_state("worker", "running")
         p = stage1("ps", pod.path)
-        rows = [l.split(None, 5) for l in p.stdout.splitlines()[1:]]
-        assert [(row[0], row[5]) for row in rows if row[0] == "(pod)"] == \
+        rows = [l.split(None, 6) for l in p.stdout.splitlines()[1:]]
+        assert [(row[0], row[6]) for row in rows if row[0] == "(pod)"] == \
             [("(pod)", "sleep 103")]
 
 

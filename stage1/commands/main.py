@@ -7,7 +7,7 @@ import for start-up time: `stage1 exec` pays for none of them).
 import os
 import sys
 
-from stage1.commands import EXIT_USAGE, USAGE, UsageError, parse, seconds
+from stage1.commands import EXIT_FAILURE, EXIT_USAGE, USAGE, UsageError, parse, seconds
 
 EXEC_OPTIONS = {
     "--grace": ("grace", True), "-g": ("group", False), "--group": ("group", False),
@@ -70,6 +70,14 @@ def main(argv=None):
             err.command = args[0]
         sys.stderr.write("stage1: %s\n%s\n" % (err, err.usage_line()))
         return EXIT_USAGE
+    except ValueError as err:
+        # A PodError from finding the pod a command names (pod/errors.py):
+        # one line, 254.  Loaded only if raised, so exec pays nothing.
+        from stage1.pod.errors import PodError
+        if not isinstance(err, PodError):
+            raise
+        sys.stderr.write("stage1: %s\n" % err)
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":

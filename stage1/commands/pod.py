@@ -115,14 +115,21 @@ def cmd_status(args):
     if not pod_doc and not apps:
         sys.stderr.write("stage1: no status in %s: the pod has not run\n" % poddir.path)
         return EXIT_FAILURE
+    gone = pod_doc.get("state") in ("running", "stopping") and not _init_alive(poddir)
+    if pod_doc.get("state") in ("running", "stopping"):
+        pod_doc["initRunning"] = not gone
     if opts.get("json"):
         import json
         sys.stdout.write(json.dumps({"pod": pod_doc, "apps": apps}, indent=2) + "\n")
         return 0
     code = pod_doc.get("exitCode")
-    out = ["pod %s: %s%s" % (poddir.path, pod_doc.get("state", "unknown"),
-                             "" if code is None else " (exit code %d)" % code)]
-    rows = [("APP", "STATE", "PID", "EXIT", "RESTARTS", "STARTED", "FINISHED", "REASON")]
+    out = ["pod %s: %s%s%s" % (poddir.path, pod_doc.get("state", "unknown"),
+                               "" if code is None else " (exit code %d)" % code,
+                               ", but its init is gone (killed?): what follows is its last word"
+                               if gone else "")]
+    # An isolated pod's apps have pids of the pod's own PID namespace.
+    pid_label = "POD-PID" if pod_doc.get("isolated") else "PID"
+    rows = [("APP", "STATE", pid_label, "EXIT", "RESTARTS", "STARTED", "FINISHED", "REASON")]
     for app in apps:
         rows.append((app.get("name", "?"), app.get("state", "?"),
                      str(app.get("pid") or ""), _exit_text(app),
@@ -131,6 +138,14 @@ def cmd_status(args):
     out.extend(_table(rows))
     sys.stdout.write("\n".join(out) + "\n")
     return 0
+
+
+def _init_alive(poddir):
+    try:
+        poddir.find_init()
+        return True
+    except PodError:
+        return False
 
 
 def _table(rows):
@@ -152,10 +167,12 @@ def cmd_ps(args):
     if groups is None:
         sys.stderr.write("stage1: the pod's init (pid %d) is not running\n" % init_pid)
         return EXIT_FAILURE
-    rows = [("APP", "PID", "STATE", "CPU%", "RSS", "COMMAND")]
+    # PID as the host sees it; POD-PID as the pod's own PID namespace does
+    # (what `stage1 status` shows for an isolated pod).
+    rows = [("APP", "PID", "POD-PID", "STATE", "CPU%", "RSS", "COMMAND")]
     for name, processes in groups:
         for p in processes:
-            rows.append((name, str(p["pid"]), p["status"], "%.1f" % p["cpu"],
+            rows.append((name, str(p["pid"]), str(p["nspid"]), p["status"], "%.1f" % p["cpu"],
                          _size(p["rss"]), p["cmd"]))
     sys.stdout.write("\n".join(_table(rows)) + "\n")
     return 0

@@ -9,7 +9,7 @@ import os
 
 from stage1.engine._native import ffi, lib
 
-NATIVE_VERSION = 10
+NATIVE_VERSION = 11
 if lib.S1_NATIVE_VERSION != NATIVE_VERSION:
     raise ImportError("stage1.engine._native is version %d, this stage1 needs %d: "
                       "rebuild with ./build.sh" % (lib.S1_NATIVE_VERSION, NATIVE_VERSION))
@@ -306,6 +306,14 @@ def umount(target, flags=0):
 def mount_setattr(path, recursive=False, attr_set=0, attr_clr=0):
     rc = lib.s1_mount_setattr(_cstr(path), int(recursive), attr_set, attr_clr)
     _check_what(rc, "unable to change the mount attributes of %s" % path)
+
+
+def open_nofollow(path):
+    """An O_PATH fd of path, no symlink followed at any level (OSError ELOOP)."""
+    rc = lib.s1_open_nofollow(os.fsencode(path))
+    if rc < 0:
+        raise OSError(-rc, os.strerror(-rc), path)
+    return rc
 
 
 def sethostname(name):

@@ -19,10 +19,11 @@ def _nspid_map(processes):
     return out
 
 
-def _row(p, cpu):
+def _row(p, cpu, ns_pids):
     try:
         with p.oneshot():
-            return {"pid": p.pid, "status": p.status(), "cpu": cpu.get(p.pid, 0.0),
+            return {"pid": p.pid, "nspid": ns_pids.get(p.pid, p.pid),
+                    "status": p.status(), "cpu": cpu.get(p.pid, 0.0),
                     "rss": p.memory_info().rss,
                     "cmd": " ".join(p.cmdline()) or "[%s]" % p.name()}
     except Exception:   # the process ended while we looked
@@ -50,7 +51,8 @@ def pod_tree(init_pid, apps):
             cpu[p.pid] = p.cpu_percent(None)
         except psutil.Error:
             pass
-    host = _nspid_map(everyone)
+    host = _nspid_map(everyone + [init])
+    ns_pids = {h: n for n, h in host.items()}
     claimed, groups = set(), []
     by_pid = {p.pid: p for p in everyone}
     for app in apps:
@@ -63,10 +65,10 @@ def pod_tree(init_pid, apps):
         except psutil.Error:
             pass
         claimed.update(m.pid for m in members)
-        groups.append((app["name"], [r for r in (_row(m, cpu) for m in members) if r]))
+        groups.append((app["name"], [r for r in (_row(m, cpu, ns_pids) for m in members) if r]))
     rest = [p for p in everyone if p.pid not in claimed]
-    init_row = _row(init, cpu)
+    init_row = _row(init, cpu, ns_pids)
     groups.insert(0, ("(init)", [init_row] if init_row else []))
     if rest:
-        groups.append(("(pod)", [r for r in (_row(p, cpu) for p in rest) if r]))
+        groups.append(("(pod)", [r for r in (_row(p, cpu, ns_pids) for p in rest) if r]))
     return groups

@@ -35,6 +35,25 @@ def write_atomic(path, data):
     os.rename(tmp, path)
 
 
+def remove_stale(directory, keep_pid=None):
+    """The temporary files of writers killed half-way (`NAME.PID.tmp`), as a
+    run starts and at gc; the names of what was removed."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        stem, _, pid = name[:-4].rpartition(".") if name.endswith(".tmp") else ("", "", "")
+        if stem and pid.isascii() and pid.isdigit() and int(pid) != keep_pid:
+            try:
+                os.unlink(os.path.join(directory, name))
+                removed.append(name)
+            except OSError:
+                pass
+    return removed
+
+
 def write_json(path, obj):
     import json
     write_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
@@ -81,6 +100,7 @@ class StatusWriter:
             os.makedirs(directory, exist_ok=True)
         except OSError as err:
             self._fail(directory, err)
+        remove_stale(directory, os.getpid())
 
     def _fail(self, what, err):
         if what not in self._failed:

@@ -268,7 +268,10 @@ class Supervisor:
 
     def _stop_hook(self, app, *args):
         app.stop_requested = True
-        native.kill_many([app.hook_pid], SIGKILL)
+        if app.hook_pid is not None:
+            native.kill_many([app.hook_pid], SIGKILL)
+        # else the handler could not be spawned: its prestart_done (254) is
+        # on its way and ends the app as Stopped.
 
     def _kill(self, app, *args):
         app.timer = None

@@ -359,18 +359,31 @@ def _mount(vol, target, read_only, where, poddir):
 
 
 def _check_host_source(vol):
-    """ace.md: a missing source, or a symlink at any level of it, is an error."""
+    """ace.md: a missing source, or a symlink at any level of it, is an
+    error: said here, before anything starts.  The mount itself opens the
+    source again the same way and binds from that fd (rootfs.py), so a
+    symlink swapped in after this check stops the pod instead of
+    redirecting the mount."""
+    try:
+        os.close(native.open_nofollow(vol["source"]))
+    except OSError as err:
+        _explain_host_source(vol, err)
+
+
+def _explain_host_source(vol, err):
+    """Which component is missing or a symlink, for the one line."""
     where = vol["where"] + ".source"
     path = "/"
     for part in [p for p in vol["source"].split("/") if p]:
         path = os.path.join(path, part)
         try:
             st = os.lstat(path)
-        except OSError as err:
-            raise ManifestError("pod", where, "%s: %s" % (path, err.strerror))
+        except OSError as lerr:
+            raise ManifestError("pod", where, "%s: %s" % (path, lerr.strerror))
         if stat.S_ISLNK(st.st_mode):
             raise ManifestError("pod", where, "%s is a symbolic link: a host volume "
-                                         "must not go through one" % path)
+                                "must not go through one" % path)
+    raise ManifestError("pod", where, "%s: %s" % (vol["source"], err.strerror))
 
 
 # -- stage1 enter ----------------------------------------------------------------

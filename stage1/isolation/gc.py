@@ -18,7 +18,7 @@ whose init still runs is refused.
 import errno
 import os
 
-from stage1.engine import native
+from stage1.engine import native, status
 from stage1.engine.supervisor import Log
 from stage1.isolation import cgroups
 from stage1.pod.errors import PodError
@@ -76,6 +76,9 @@ def run(poddir, verbose=False):
     if pid is not None:
         log.warn("gc: the pod's init (pid %d) is still running: stop the pod first" % pid)
         return EXIT_FAILURE
+    for directory in (poddir.path, poddir.status_dir):
+        for name in status.remove_stale(directory):
+            log.debug("removed %s, left by a writer killed half-way" % name)
     left = unmount_all(poddir.path, log)
     left += cgroups.remove(os.path.join(poddir.path, "cgroups"))
     for what, why in left:

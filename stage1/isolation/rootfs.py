@@ -124,11 +124,25 @@ def _prepare_volume(root, m):
         os.makedirs(m.source, exist_ok=True)
         os.chown(m.source, uid, gid)
         os.chmod(m.source, mode)
-    if os.path.isdir(m.source):
+        _bind_volume(root, m, m.source)
+        return
+    # A host source is opened with no symlink followed at any level and
+    # bound from that fd (through /proc/self/fd, in this mount namespace):
+    # what is mounted is what was checked, even if someone swaps a symlink
+    # into the path meanwhile (a swap before the open fails with ELOOP).
+    fd = native.open_nofollow(m.source)
+    try:
+        _bind_volume(root, m, "/proc/self/fd/%d" % fd)
+    finally:
+        os.close(fd)
+
+
+def _bind_volume(root, m, source):
+    if os.path.isdir(source):
         target = make_dir(root, m.target)
     else:
         target = make_file(root, m.target)
-    bind(m.source, target, m.recursive, m.read_only)
+    bind(source, target, m.recursive, m.read_only)
 
 
 def prepare(root, mounts, read_only, console, extra_files=()):

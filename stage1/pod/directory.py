@@ -151,7 +151,17 @@ def _is_init(host_pid, ns_pid, title):
 
 def find(arg):
     """rkt runs its stage1 with cwd in the pod and the UUID last: a
-    positional that names an existing directory is the pod, else cwd is."""
-    if arg and os.path.isdir(arg):
+    positional that names an existing directory is the pod; else it must be
+    the name of the current directory (rkt's UUID), which is the pod.  A
+    positional that is neither is an error, never the current directory's
+    pod by default (`stage1 stop TYPO` must not stop it)."""
+    if not arg:
+        return PodDir(os.getcwd())
+    if os.path.isdir(arg):
         return PodDir(arg)
-    return PodDir(os.getcwd())
+    if "/" not in arg and arg == os.path.basename(os.getcwd()):
+        return PodDir(os.getcwd())
+    if "/" in arg or not os.path.lexists(arg):
+        raise PodError("%s: no such pod directory%s" % (
+            arg, "" if "/" in arg else ", and the current directory is not pod %s" % arg))
+    raise PodError("%s: not a directory" % arg)

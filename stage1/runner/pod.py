@@ -18,7 +18,7 @@ import time
 
 from stage1.engine import init, native, spawn
 from stage1.engine.loop import Loop
-from stage1.engine.status import StatusWriter, rfc3339, write_json
+from stage1.engine.status import StatusWriter, remove_stale, rfc3339, write_json
 from stage1.engine.supervisor import Log, Supervisor
 from stage1.isolation import decide, host
 from stage1.live.runtime import LivePod
@@ -39,6 +39,7 @@ def run(poddir, opts):
         log.warn(str(err))
         return EXIT_FAILURE
     report_unapplied(the_plan, log)
+    remove_stale(poddir.path)       # what a writer killed half-way left (status dir: StatusWriter)
     if the_plan.isolation.isolated:
         return run_isolated(the_plan, poddir, opts, log)
     sigfd, signals = init.become_init()
@@ -129,6 +130,7 @@ class PodStatus:
 
     def __init__(self, poddir, sup, log, pid=None):
         self.poddir, self.sup, self.log = poddir, sup, log
+        self.isolated = pid is not None    # the apps' pids are the pod namespace's
         self.pid = pid or os.getpid()      # an isolated init is 1 to itself
         self.state = None
         self.started_at = time.time()
@@ -143,7 +145,7 @@ class PodStatus:
         doc = {"state": state, "exitCode": sup.exit_code if sup.done else None,
                "pid": self.pid, "startedAt": rfc3339(self.started_at),
                "finishedAt": rfc3339(time.time()) if sup.done else None,
-               "apps": list(sup.apps)}
+               "apps": list(sup.apps), "isolated": self.isolated}
         try:
             write_json(self.poddir.status_path, doc)
         except OSError as err:
