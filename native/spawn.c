@@ -263,9 +263,9 @@ static void s1_child(const struct s1_spawn *req, int errpipe)
     if (req->ngroups >= 0)
         S1_TRY(S1_STEP_SETGROUPS, (int)syscall(SYS_setgroups, (size_t)req->ngroups,
                                                 (const gid_t *)req->groups));
-    if (req->gid >= 0)
+    if (req->gid != -1)
         S1_TRY(S1_STEP_SETGID, (int)syscall(SYS_setresgid, req->gid, req->gid, req->gid));
-    if (req->uid >= 0)
+    if (req->uid != -1)
         S1_TRY(S1_STEP_SETUID, (int)syscall(SYS_setresuid, req->uid, req->uid, req->uid));
     if (req->set_caps) {
         S1_TRY(S1_STEP_CAPSET, s1_child_capset(req->cap_effective));

@@ -73,8 +73,8 @@ struct s1_spawn {
     int umask;                 /* -1: keep */
     int ngroups;               /* -1: keep */
     const unsigned int *groups; /* gid_t */
-    int gid;                   /* -1: keep */
-    int uid;                   /* -1: keep */
+    int gid;                   /* -1: keep; else the 32 bits of a gid_t */
+    int uid;                   /* -1: keep; else the 32 bits of a uid_t */
     int set_caps;              /* apply the capability fields below */
     uint64_t cap_bounding;     /* capabilities to keep in the bounding set */
     uint64_t cap_effective;    /* effective = permitted = inheritable = ambient */

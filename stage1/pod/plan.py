@@ -112,6 +112,7 @@ def added_spec(poddir, name, runtime_app, index):
         if not specs:
             raise PodError("no app %r in %s" % (name, poddir.manifest_path))
         return specs[0]
+    manifest.check_strings(runtime_app, "app add", "runtimeApp")
     reader = manifest._Reader("app add")
     spec = manifest.parse_runtime_app(reader, runtime_app, "runtimeApp", poddir)
     if spec.name != name:
