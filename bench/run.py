@@ -17,7 +17,8 @@ import sys
 
 import harness
 
-SUITES = {"exec": "exec_bench", "pod": "pod_bench", "live": "live_bench"}
+SUITES = {"exec": "exec_bench", "pod": "pod_bench", "live": "live_bench",
+          "robust": "robust_bench"}
 RESULTS = os.path.join(harness.HERE, "results")
 
 

@@ -69,7 +69,11 @@ def test_hostname_from_the_flag_else_from_the_pod_uuid(podbase):
 
 def test_apps_share_the_pods_namespaces_and_not_the_hosts(podbase, tmp_path):
     script = "for n in pid mnt uts ipc net; do readlink /proc/self/ns/$n; done"
-    pod = IsoPod(podbase, [sh_app("a", script + " > /v/a"), sh_app("b", script + " > /v/b")],
+    # Each waits for the other's answer: a namespace freed when its app
+    # ends may give its inode number to the next one.
+    wait = "; while [ ! -e /v/%s ]; do sleep 0.01; done"
+    pod = IsoPod(podbase, [sh_app("a", script + " > /v/a" + wait % "b"),
+                           sh_app("b", script + " > /v/b" + wait % "a")],
                  volumes=[{"name": "v", "kind": "host", "source": str(tmp_path)}])
     for runtime in pod.manifest["apps"]:
         runtime["mounts"] = [{"volume": "v", "path": "/v"}]

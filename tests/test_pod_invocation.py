@@ -20,8 +20,9 @@ def test_a_positional_naming_a_directory_is_the_pod(tmp_path):
 
 
 def test_rkt_style_cwd_is_the_pod_and_the_uuid_comes_last(tmp_path):
-    pod = Pod(tmp_path, [app("a", sh("echo $AC_APP_NAME ran"))])
-    with Run(pod, *RKT_FLAGS, UUID, pod_arg=False, cwd=str(tmp_path)) as r:
+    # rkt names the pod directory by the pod's UUID (var/lib/rkt/pods/run/UUID)
+    pod = Pod(tmp_path / UUID, [app("a", sh("echo $AC_APP_NAME ran"))])
+    with Run(pod, *RKT_FLAGS, UUID, pod_arg=False, cwd=pod.path) as r:
         assert r.wait() == 0, r.stderr()
         assert r.stdout() == "a ran\n"
         # --debug is -v: every rkt flag it accepted is in the debug log
@@ -31,11 +32,11 @@ def test_rkt_style_cwd_is_the_pod_and_the_uuid_comes_last(tmp_path):
 
 
 def test_mutable_pod_outlives_its_apps_until_stopped_by_uuid(tmp_path):
-    pod = Pod(tmp_path, [app("a", ["true"])])
-    with Run(pod, "--mutable", UUID, pod_arg=False, cwd=str(tmp_path)) as r:
+    pod = Pod(tmp_path / UUID, [app("a", ["true"])])
+    with Run(pod, "--mutable", UUID, pod_arg=False, cwd=pod.path) as r:
         pod.wait_state("a", "exited")
         assert pod.pod_status()["state"] == "running" and r.alive()
-        stop = stage1("stop", UUID, cwd=str(tmp_path))
+        stop = stage1("stop", UUID, cwd=pod.path)
         assert stop.returncode == 0, stop.stderr
         assert r.wait() == 0
     assert pod.pod_status()["state"] == "exited"
@@ -114,8 +115,24 @@ def test_help(tmp_path):
 
 
 def test_no_manifest_in_cwd_is_a_stage1_failure(tmp_path):
-    p = subprocess.run([STAGE1, "run", UUID], cwd=str(tmp_path), capture_output=True,
+    os.makedirs(tmp_path / UUID)
+    p = subprocess.run([STAGE1, "run", UUID], cwd=str(tmp_path / UUID), capture_output=True,
                        text=True, timeout=10)
     assert p.returncode == 254
-    assert "unable to read the pod manifest %s/pod" % tmp_path in p.stderr
+    assert "unable to read the pod manifest %s/pod" % (tmp_path / UUID) in p.stderr
     assert len(p.stderr.splitlines()) == 1
+
+
+def test_a_uuid_that_is_not_the_current_directorys_is_refused(tmp_path):
+    pod = Pod(tmp_path, [app("a", sh("touch ran"))])
+    p = subprocess.run([STAGE1, "run", UUID], cwd=pod.path, capture_output=True,
+                       text=True, timeout=10)
+    assert (p.returncode, p.stderr) == (254, "stage1: %s: no such pod directory, and the "
+                                        "current directory is not pod %s\n" % (UUID, UUID))
+    assert not os.path.exists(pod.file("ran")) and not os.path.exists(pod.file("pid"))
+
+
+def test_run_of_a_directory_that_does_not_exist(tmp_path):
+    p = subprocess.run([STAGE1, "run", "/nonexistent/pod"], cwd=str(tmp_path),
+                       capture_output=True, text=True, timeout=10)
+    assert (p.returncode, p.stderr) == (254, "stage1: /nonexistent/pod: no such pod directory\n")
