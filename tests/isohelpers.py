@@ -22,7 +22,7 @@ import uuid
 
 import pytest
 
-from podhelpers import Pod, Run, stage1, wait_for, DEADLINE, STAGE1, named  # noqa: F401
+from podhelpers import IMAGE, Pod, Run, stage1, wait_for, DEADLINE, STAGE1, named  # noqa: F401
 
 BUSYBOX = "/usr/bin/busybox"
 APPLETS = ("sh", "cat", "echo", "ls", "hostname", "id", "sleep", "touch", "mkdir", "grep",
@@ -50,7 +50,7 @@ def sh_app(name, script, *, annotations=None, user="0", group="0", **fields):
     """A RuntimeApp running `/bin/sh -c script` inside its root."""
     body = {"exec": ["/bin/sh", "-c", script], "user": user, "group": group}
     body.update(fields)
-    runtime = {"name": name, "image": {"id": "sha512-" + "0" * 64}, "app": body}
+    runtime = {"name": name, "image": IMAGE, "app": body}
     if annotations:
         runtime["annotations"] = named(annotations)
     return runtime

@@ -22,6 +22,11 @@ UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc"]
 PY = "/usr/bin/python3"
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 DEADLINE = 10.0
+RKT_VERSION = "1.30.0+git171c416f"       # what a real rkt writes as the pod's acVersion
+RKT_MUTABLE = "coreos.com/rkt/stage1/mutable"
+IMAGE = {"name": "example.com/busybox", "id": "sha512-" + "5" * 64,
+         "labels": [{"name": "version", "value": "1.35.0"}, {"name": "arch", "value": "amd64"},
+                    {"name": "os", "value": "linux"}]}
 
 
 class Timeout(AssertionError):
@@ -49,10 +54,11 @@ def py(code):
 
 
 def app(name, exec_, *, annotations=None, **fields):
-    """A RuntimeApp of the pod manifest; fields are the app section's."""
+    """A RuntimeApp as rkt writes it (image name, id and labels; an app
+    section); fields are the app section's."""
     body = {"exec": exec_, "user": "0", "group": "0"}
     body.update(fields)
-    runtime = {"name": name, "image": {"id": "sha512-" + "0" * 64}, "app": body}
+    runtime = {"name": name, "image": IMAGE, "app": body}
     if annotations:
         runtime["annotations"] = named(annotations)
     return runtime
@@ -72,15 +78,20 @@ class Pod:
         if stage1_rootfs:
             self.root = os.path.join(self.path, "stage1", "rootfs")
             os.makedirs(self.root)
-        self.manifest = {"acKind": "PodManifest", "acVersion": "0.8.11", "apps": list(apps)}
+        # What rkt 1.30 writes (stage0/run.go): its own version as acVersion,
+        # null volumes and isolators, the mutable annotation, empty ports.
+        self.manifest = {"acVersion": RKT_VERSION, "acKind": "PodManifest", "apps": list(apps),
+                         "volumes": None, "isolators": None,
+                         "annotations": [{"name": RKT_MUTABLE, "value": "false"}], "ports": []}
         if annotations:
-            self.manifest["annotations"] = named(annotations)
+            self.manifest["annotations"] += named(annotations)
         self.manifest.update(extra)
         self.write()
 
     def write(self, raw=None):
+        """Compact, with no trailing newline, as rkt writes it."""
         with open(self.file("pod"), "w") as f:
-            f.write(json.dumps(self.manifest, indent=1) if raw is None else raw)
+            f.write(json.dumps(self.manifest, separators=(",", ":")) if raw is None else raw)
 
     def file(self, *parts):
         return os.path.join(self.path, *parts)

@@ -17,7 +17,7 @@ import sys
 
 from livehelpers import live, liveroot  # noqa: F401 (fixtures)
 from livehelpers import STAGE1, Pod, app, sh, wait_for
-from conftest import DEADLINE, exec_argv, holds_for
+from conftest import DEADLINE, exec_argv, holds_for, kill_tree
 
 LOOP = "trap 'exit 0' TERM; while :; do echo tick; sleep 0.01; done"
 # Ignores the SIGUSR1s the tests send to make the init log, not a SIGPIPE.
@@ -152,9 +152,14 @@ def test_exec_verbose_into_a_closed_pipe_reaps_the_app():
     script = "trap : USR1; sleep 0.2; kill -USR1 $PPID; sleep 0.2; exit 3"
     init = subprocess.Popen(exec_argv(["sh", "-c", script], "-v"), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
-    init.stderr.read(1)
-    init.stderr.close()
-    assert init.wait(DEADLINE) == 3
+    try:
+        init.stderr.read(1)
+        init.stderr.close()
+        assert init.wait(DEADLINE) == 3
+    finally:
+        if init.poll() is None:
+            kill_tree(init.pid)
+            init.wait()
 
 
 def test_a_sigpipe_from_someone_else_is_still_passed_on():

@@ -20,6 +20,8 @@ AC_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 AC_IDENTIFIER = re.compile(r"^[a-z0-9]+([-._~/][a-z0-9]+)*$")
 ENV_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 EVENT_HANDLERS = ("pre-start", "post-stop")
+SEMVER = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
+                    r"(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?")
 
 POD_ANNOTATIONS = ("stage1/exit-policy", "stage1/restart-backoff",
                    "stage1/restart-backoff-max", "stage1/stop-timeout")
@@ -186,8 +188,10 @@ def parse_pod(data, source="pod", images=None):
         r.fail("acKind", "must be \"PodManifest\", not %r" % doc["acKind"])
     pod = PodSpec()
     pod.ac_version = r.string(r.required(doc, "acVersion", ""), "acVersion")
-    if not re.match(r"^0\.8\.\d+", pod.ac_version):
-        r.fail("acVersion", "%r is not a supported version (0.8.x)" % pod.ac_version)
+    if not SEMVER.fullmatch(pod.ac_version):
+        # rkt writes its own version here (1.30.0+git171c416f), and its
+        # stage1 does not check it: appc asks only for a semver.
+        r.fail("acVersion", "%r is not a semantic version (such as 0.8.11)" % pod.ac_version)
     if not isinstance(r.required(doc, "apps", ""), list):
         r.fail("apps", "must be a list")
     pod.annotations = r.name_value_list(doc, "annotations", "", AC_IDENTIFIER, "an AC identifier")
