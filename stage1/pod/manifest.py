@@ -40,7 +40,7 @@ class AppSpec:
     __slots__ = ("name", "image", "exec", "user", "group", "supplementary_gids",
                  "environment", "working_directory", "event_handlers", "isolators",
                  "mount_points", "mounts", "read_only_rootfs", "annotations", "index",
-                 "app_source", "limits", "unapplied",
+                 "app_source", "limits", "unapplied", "ports",
                  # from stage1/ annotations
                  "restart", "stop_signal", "stop_timeout", "notify", "after", "is_init",
                  "log_mode", "log_limits")
@@ -48,7 +48,7 @@ class AppSpec:
 
 class PodSpec:
     __slots__ = ("ac_version", "apps", "volumes", "isolators", "annotations", "limits",
-                 "unapplied", "exit_policy", "backoff", "stop_timeout", "mutable")
+                 "unapplied", "exit_policy", "backoff", "stop_timeout", "mutable", "ports")
 
 
 class _Reader:
@@ -150,6 +150,7 @@ def parse_pod(data, source="pod", images=None):
     pod.isolators = parse_isolators(r, doc, "")
     pod.limits, pod.unapplied = isolators.parse(pod.isolators, source, "pod")
     pod.volumes = parse_volumes(r, doc)
+    pod.ports = parse_exposed_ports(r, doc)
     pod_annotations(r, pod)
     pod.apps = []
     names = set()
@@ -328,6 +329,45 @@ def parse_app_body(r, body, path, app):
         name = r.string(r.required(mp, "name", where), where + ".name", AC_NAME, "an AC name")
         target = r.string(r.required(mp, "path", where), where + ".path")
         app.mount_points.append((name, target, r.boolean(mp, "readOnly", where)))
+    app.ports = [parse_port(r, port, "%s.ports[%d]" % (path, i))
+                 for i, port in enumerate(r.array(body, "ports", path))]
+
+
+def parse_port(r, port, where):
+    """An app's port (appc types.Port): {name, protocol, port, where}."""
+    r.obj(port, where)
+    out = {"name": r.string(r.required(port, "name", where), where + ".name", AC_NAME,
+                            "an AC name"),
+           "protocol": r.string(r.required(port, "protocol", where), where + ".protocol"),
+           "port": r.uint(r.required(port, "port", where), where + ".port"), "where": where}
+    if not 1 <= out["port"] <= 65535:
+        r.fail(where + ".port", "must be a port number from 1 to 65535")
+    r.uint(port.get("count", 1), where + ".count")
+    r.boolean(port, "socketActivated", where)
+    return out
+
+
+def parse_exposed_ports(r, doc):
+    """The pod's `ports` (appc ExposedPort, what `rkt run --port` writes):
+    [{name, hostPort, hostIP (None or a string), podPort (None or a port), where}]."""
+    out = []
+    for i, ep in enumerate(r.array(doc, "ports", "")):
+        where = "ports[%d]" % i
+        r.obj(ep, where)
+        host_ip = ep.get("hostIP")
+        if host_ip is not None and not isinstance(host_ip, str):
+            r.fail(where + ".hostIP", "must be an IP address")
+        pod_port = ep.get("podPort")
+        entry = {"name": r.string(r.required(ep, "name", where), where + ".name", AC_NAME,
+                                  "an AC name"),
+                 "hostPort": r.uint(r.required(ep, "hostPort", where), where + ".hostPort"),
+                 "hostIP": host_ip or None, "where": where,
+                 "podPort": None if pod_port is None else parse_port(r, pod_port,
+                                                                     where + ".podPort")}
+        if not 1 <= entry["hostPort"] <= 65535:
+            r.fail(where + ".hostPort", "must be a port number from 1 to 65535")
+        out.append(entry)
+    return out
 
 
 def parse_isolators(r, obj, path):
