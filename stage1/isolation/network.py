@@ -568,7 +568,7 @@ def _attach(p, record, paths, log):
                     "runtimeConfig": {"portMappings": p.ports}, "prevResult": result}
             raw = (json.dumps(conf, indent=1) + "\n").encode()
             _add(p, record, paths, n, p.portmap, raw, n.copy + ".portmap", log)
-    data = json.dumps(infos) + "\n"
+    data = json.dumps(infos, separators=(",", ":")) + "\n"     # as Go encodes it
     write_atomic(paths["info"], data.encode())
     return Attached(p.netns, dns, infos)
 
