@@ -214,8 +214,8 @@ def test_netns_and_net_info_in_rkt_format_until_gc(podbase, local_config, nothin
         assert info["netName"] == "default" and info["ifName"] == "eth0"
         assert info["ip"] == str(seen.ip) and info["mask"] == "255.255.255.0"
         assert info["args"] == "" and info["pluginPath"] == "/usr/lib/cni/ptp"
-        assert os.path.isfile(info["netConf"])
-        assert os.path.dirname(info["netConf"]) == pod.file("net")
+        assert info["netConf"] == "net/99-default.conf"       # relative to the pod, as rkt's
+        assert os.path.isfile(pod.file(info["netConf"]))
         # the lease is host-local's (its default dataDir, as rkt's), keyed by the pod's UUID
         with open(os.path.join(LEASES, "default", info["ip"])) as f:
             assert f.read().split()[0] == pod.uuid
@@ -292,7 +292,7 @@ def test_cni_args_are_in_net_info(podbase, local_config, nothing_left):
         with open(pod.file("net-info.json")) as f:
             [info] = json.load(f)
     assert info["args"] == "IP=172.30.77.78" and info["ip"] == "172.30.77.78"
-    assert info["netConf"] == pod.file("net", "10-mynet.conf")
+    assert info["netConf"] == "net/10-mynet.conf"
 
 
 def test_a_user_network_overrides_the_builtin_of_its_name(podbase, local_config,
@@ -382,9 +382,11 @@ def test_ports_are_forwarded_through_portmap_and_removed_at_gc(podbase, local_co
 
 
 def test_a_pod_port_without_an_app_port(podbase, local_config, nothing_left):
+    """What `rkt app sandbox --port=http:tcp:80:0.0.0.0:PORT` writes."""
     port = free_port()
-    pod = web_pod(podbase, [{"name": "other", "hostPort": port,
-                             "podPort": {"name": "other", "protocol": "tcp", "port": 80}}])
+    pod = web_pod(podbase, [{"name": "other", "hostPort": port, "hostIP": "0.0.0.0",
+                             "podPort": {"name": "other", "protocol": "tcp", "port": 80,
+                                         "count": 1, "socketActivated": False}}])
     with IsoRun(pod, *net_args(local_config)):
         pod.wait_state("web", "running")
         assert wait_for(lambda: fetch("http://127.0.0.1:%d/" % port), what="the forwarded port")
@@ -516,6 +518,22 @@ def test_gc_after_the_pod_was_killed(podbase, local_config, nothing_left):
         done = wait_for(lambda: gc(pod).returncode == 0 or None, what="gc")
         assert done
     assert not os.path.exists(pod.file("netns"))
+
+
+def test_gc_finds_everything_once_rkt_moved_the_pod_to_exited_garbage(podbase, local_config,
+                                                                      nothing_left):
+    pod = IsoPod(os.path.join(podbase, "run"), [sh_app("a", "exec sleep 60")])
+    with IsoRun(pod, *net_args(local_config)) as r:
+        pod.wait_state("a", "running")
+        assert stage1_cmd("stop", pod.path).returncode == 0
+        r.wait()
+        garbage = os.path.join(podbase, "exited-garbage", pod.uuid)
+        os.makedirs(os.path.dirname(garbage))
+        os.rename(pod.path, garbage)
+        pod.path, pod.root = garbage, os.path.join(garbage, "stage1", "rootfs")
+        done = stage1_cmd("gc", "--local-config", local_config, pod.uuid, cwd=pod.path)
+        assert done.returncode == 0, done.stderr
+        assert not os.path.exists(pod.file("net"))
 
 
 def test_gc_looks_a_plugin_up_again_when_its_path_is_gone(podbase, local_config,

@@ -29,7 +29,8 @@ status` read.  The init then setns()es into the namespace.
 What gc needs is written before each plugin runs (POD/net/teardown.json:
 every ADD about to run or done, with the plugin's path, a copy of its
 conf in POD/net/ as rkt keeps it, and the result), so nothing is lost to a
-crash half-way.  Teardown (`teardown`: on a failure during setup, and in
+crash half-way.  Paths into the pod are relative to it (rkt's netConf is
+`net/<file>`): rkt moves an exited pod to pods/exited-garbage/ before gc.  Teardown (`teardown`: on a failure during setup, and in
 `stage1 gc`) runs DEL for each of them in reverse order, while the
 namespace still exists (ptp finds the masquerade rules to remove through
 the addresses inside it), then unmounts and removes the namespace.  A
@@ -401,9 +402,9 @@ def _version(text):
         return (0,)
 
 
-def _call(step, command, netns, cni_path, container):
+def _call(poddir_path, step, command, netns, cni_path, container):
     """Run one step's plugin: (result dict or None, error text or None)."""
-    with open(step["conf"], "rb") as f:
+    with open(os.path.join(poddir_path, step["conf"]), "rb") as f:
         raw = f.read()
     if command == "DEL" and step.get("result") is not None:
         conf = json.loads(raw)
@@ -578,15 +579,16 @@ def _has_dns(dns):
 
 
 def _add(p, record, paths, n, plugin, raw, copy_name, log):
-    copy = os.path.join(paths["net"], copy_name)
-    write_atomic(copy, raw)
+    copy = os.path.join("net", copy_name)           # relative to the pod, as rkt's
+    write_atomic(os.path.join(p.poddir_path, copy), raw)
     step = {"network": n.name, "plugin": plugin, "conf": copy, "ifName": n.ifname,
             "args": n.args, "added": False, "result": None}
     record["steps"].append(step)
     _save(paths["record"], record)
     kind = os.path.basename(plugin)
     log.debug("network %s: %s ADD (%s, %s)" % (n.name, kind, n.ifname, copy))
-    result, error = _call(step, "ADD", p.netns, record["cniPath"], p.container_id)
+    result, error = _call(p.poddir_path, step, "ADD", p.netns, record["cniPath"],
+                          p.container_id)
     if error is not None:
         raise PodError("network %s: %s: %s" % (n.name, kind, error))
     step["added"], step["result"] = True, result
@@ -629,13 +631,13 @@ def teardown(poddir_path, dirs, log):
         cni_path = ":".join(dict.fromkeys(record["cniPath"].split(":") + list(dirs)))
         kept = []
         for step in reversed(record["steps"]):
-            error = _del(step, ns_arg, cni_path, record["containerId"], dirs, log)
+            error = _del(poddir_path, step, ns_arg, cni_path, record["containerId"], dirs, log)
             if error is not None and step["added"]:
                 left.append(("network %s (%s DEL)" % (step["network"],
                                                       os.path.basename(step["plugin"])), error))
                 kept.insert(0, step)
             else:
-                _remove(step["conf"])
+                _remove(os.path.join(poddir_path, step["conf"]))
         if kept:
             record["steps"] = kept
             _save(paths["record"], record)
@@ -660,7 +662,7 @@ def _remove(path):
         pass
 
 
-def _del(step, netns, cni_path, container, dirs, log):
+def _del(poddir_path, step, netns, cni_path, container, dirs, log):
     """One DEL; None when done, else why not."""
     if not os.path.isfile(step["plugin"]):
         # rkt#2319: the plugin lived in a stage1 image that is gone.
@@ -668,11 +670,11 @@ def _del(step, netns, cni_path, container, dirs, log):
         if found is None:
             return "plugin %s is gone and none is in %s" % (step["plugin"], ", ".join(dirs))
         step["plugin"] = found
-    if not os.path.exists(step["conf"]):
-        return "its configuration %s is gone" % step["conf"]
+    if not os.path.exists(os.path.join(poddir_path, step["conf"])):
+        return "its configuration %s is gone" % os.path.join(poddir_path, step["conf"])
     log.debug("network %s: %s DEL (%s)" % (step["network"], os.path.basename(step["plugin"]),
                                           step["ifName"]))
-    _, error = _call(step, "DEL", netns, cni_path, container)
+    _, error = _call(poddir_path, step, "DEL", netns, cni_path, container)
     if error is not None:
         log.debug("network %s: DEL failed: %s" % (step["network"], error))
     return error
