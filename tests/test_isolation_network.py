@@ -25,7 +25,7 @@ import urllib.request
 import pytest
 
 from isohelpers import podbase  # noqa: F401 (a fixture)
-from isohelpers import IsoPod, IsoRun, gc, iso_run, sh_app, stage1_cmd, wait_for, DEADLINE
+from isohelpers import IsoPod, IsoRun, Run, gc, iso_run, sh_app, stage1_cmd, wait_for, DEADLINE
 
 LEASES = "/var/lib/cni/networks"
 NETNS = "/run/netns"
@@ -508,6 +508,20 @@ def test_a_plugin_that_prints_no_json_result_fails_the_pod(podbase, local_config
 
 
 # -- gc ------------------------------------------------------------------------------------------
+
+def test_a_second_run_without_gc_first_removes_what_the_first_left(podbase, local_config,
+                                                                    nothing_left):
+    pod = IsoPod(podbase, [sh_app("a", "true")])
+    with Run(pod, *net_args(local_config)) as first:         # no gc after this one
+        assert first.wait() == 0, first.stderr()
+    assert os.path.exists(pod.file("netns"))
+    with IsoRun(pod, *net_args(local_config)) as second:
+        assert second.wait() == 0, second.stderr()
+        with open(pod.file("net-info.json")) as f:
+            [info] = json.load(f)
+        # one lease, the second run's: the first one's was released
+        assert leases() - nothing_left["leases"] == {os.path.join(LEASES, "default", info["ip"])}
+
 
 def test_gc_after_the_pod_was_killed(podbase, local_config, nothing_left):
     pod = IsoPod(podbase, [sh_app("a", "exec sleep 60")])

@@ -532,6 +532,11 @@ def setup(p, log):
     """Attach the pod to its networks: an Attached, or PodError after
     everything done so far has been torn down (nothing left)."""
     paths = _paths(p.poddir_path)
+    # What an earlier run of this pod left without a gc: its record would
+    # be overwritten, and its namespace's name is this one's.
+    left = teardown(p.poddir_path, p.dirs, log)
+    if left:
+        raise PodError("an earlier run of this pod left %s: %s (run stage1 gc)" % left[0])
     os.makedirs(paths["net"], 0o755, exist_ok=True)
     record = {"containerId": p.container_id, "netns": p.netns,
               "cniPath": ":".join(p.dirs), "steps": []}
