@@ -101,10 +101,6 @@ def make_resolv_conf(dns, comment):
     return "\n".join(lines) + "\n"
 
 
-def has_dns(dns):
-    return bool(dns) and any(dns.get(k) for k in ("nameservers", "domain", "search", "options"))
-
-
 def add_host(text, ip, hostname):
     """rkt's AddHostsEntry: the name joins the first line for ip, or a new line."""
     out, found = [], False

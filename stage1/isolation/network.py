@@ -48,6 +48,7 @@ leave behind by design stays: host-local's lock and last_reserved_ip files
 in /var/lib/cni/networks/<network>, portmap's shared CNI-HOSTPORT-* chains,
 ptp's net.ipv4.ip_forward=1.
 """
+import hashlib
 import ipaddress
 import json
 import os
@@ -97,18 +98,13 @@ class Network:
 class NetPlan:
     """Everything the host side needs to attach the pod: no I/O left to decide."""
 
-    def __init__(self, poddir, local_config, networks, ports, dirs):
+    def __init__(self, poddir, networks, ports, dirs):
         self.poddir_path = poddir.path
-        self.local_config = local_config
         self.networks, self.ports, self.dirs = networks, ports, dirs
         self.container_id = container_id(poddir.path)
         self.netns = os.path.join(NETNS_DIR, "stage1-" + self.container_id)
         self.portmap = None          # the portmap plugin's path, when there are ports
         self.forward = None          # the Network the ports are forwarded from
-
-    @property
-    def net_dir(self):
-        return os.path.join(self.poddir_path, "net")
 
 
 # -- plan time ----------------------------------------------------------------------
@@ -147,7 +143,6 @@ def container_id(path):
     name = os.path.basename(os.path.realpath(path))
     if _is_uuid(name):
         return name
-    import hashlib
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in name)[:32]
     digest = hashlib.sha256(os.path.realpath(path).encode()).hexdigest()[:12]
     return "%s-%s" % (safe or "pod", digest)
@@ -310,7 +305,7 @@ def plan(wanted, local_config, poddir, pod):
                                % (n.name, n.source, kind, ", ".join(dirs)))
             if kind == n.conf["type"]:
                 n.plugin = path
-    p = NetPlan(poddir, local_config, networks, forwarded_ports(pod), dirs)
+    p = NetPlan(poddir, networks, forwarded_ports(pod), dirs)
     if p.ports:
         p.forward = next((n for n in networks if n.masquerades), networks[-1])
         p.portmap = find_plugin("portmap", dirs)
@@ -476,8 +471,8 @@ class Attached:
     """What setup leaves for the rest of the pod: the namespace's path and
     the first DNS a network gave, as (network name, DNS object)."""
 
-    def __init__(self, netns, dns, infos):
-        self.netns, self.dns, self.infos = netns, dns, infos
+    def __init__(self, netns, dns):
+        self.netns, self.dns = netns, dns
 
 
 def _paths(poddir_path):
@@ -576,7 +571,7 @@ def _attach(p, record, paths, log):
             _add(p, record, paths, n, p.portmap, raw, n.copy + ".portmap", log)
     data = json.dumps(infos, separators=(",", ":")) + "\n"     # as Go encodes it
     write_atomic(paths["info"], data.encode())
-    return Attached(p.netns, dns, infos)
+    return Attached(p.netns, dns)
 
 
 def _has_dns(dns):
