@@ -13,7 +13,7 @@ import os
 import pytest
 
 from isohelpers import podbase  # noqa: F401 (a fixture)
-from isohelpers import IsoPod, IsoRun, iso_run, sh_app
+from isohelpers import IsoPod, IsoRun, iso_run, sh_app, stage1_cmd
 from test_isolation_network import ipam_dir, local_config, nothing_left  # noqa: F401 (fixtures)
 from test_isolation_network import write_net
 
@@ -246,3 +246,25 @@ def test_net_info_is_not_changed_by_dns(podbase, local_config, nothing_left):
         with open(pod.file("net-info.json")) as f:
             [info] = json.load(f)
     assert info["netName"] == "dnsnet" and "dns" not in info
+
+
+def test_an_app_added_to_a_running_pod_gets_the_files_too(podbase, local_config,
+                                                          nothing_left):
+    dns_net(local_config)
+    first = sh_app("a", "exec sleep 60")
+    second = sh_app("b", SHOW)
+    pod = IsoPod(podbase, [first, second])
+    pod.manifest["apps"] = [first]
+    pod.write()
+    with IsoRun(pod, "--mutable", "--net=dnsnet", "--local-config=" + local_config,
+                "--hostname=live1") as r:
+        pod.wait_state("a", "running")
+        pod.manifest["apps"] = [first, second]
+        pod.write()
+        for op in ("add", "start"):
+            done = stage1_cmd("app", op, pod.path, "--app", "b")
+            assert done.returncode == 0, done.stderr
+        pod.wait_state("b", "exited")
+        resolv, hosts = shown(r.stdout())
+    assert "nameserver 172.30.74.1" in resolv.splitlines()
+    assert "live1" in hosts.split()
