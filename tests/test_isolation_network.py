@@ -25,6 +25,7 @@ import urllib.request
 import pytest
 
 from isohelpers import podbase  # noqa: F401 (a fixture)
+from stage1.isolation import dns, network
 from isohelpers import IsoPod, IsoRun, Run, gc, iso_run, sh_app, stage1_cmd, wait_for, DEADLINE
 
 LEASES = "/var/lib/cni/networks"
@@ -613,3 +614,74 @@ def test_enter_joins_the_pods_network_namespace(podbase, local_config, nothing_l
                           timeout=DEADLINE)
         assert done.returncode == 0, done.stderr
         assert addresses(done.stdout)["eth0"].ip in DEFAULT_NET
+
+
+# -- the pure parts -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("result, expected", [
+    # CNI 0.1.0/0.2.0, rkt's own era
+    ({"ip4": {"ip": "172.16.28.5/24", "gateway": "172.16.28.1"}, "dns": {}},
+     ("172.16.28.5", "255.255.255.0", "172.16.28.1")),
+    # 0.3.x/0.4.0: the address on the pod's side wins over a host-side one
+    ({"cniVersion": "0.4.0", "interfaces": [{"name": "veth1"}, {"name": "eth0", "sandbox": "/x"}],
+      "ips": [{"version": "4", "interface": 0, "address": "10.0.0.1/16"},
+              {"version": "4", "interface": 1, "address": "10.0.0.2/16", "gateway": "10.0.0.1"}]},
+     ("10.0.0.2", "255.255.0.0", "10.0.0.1")),
+    # 1.0.0: no "version"; IPv6 only is no ip4
+    ({"cniVersion": "1.0.0", "ips": [{"address": "fd00::2/64"}, {"address": "192.168.9.9/30"}]},
+     ("192.168.9.9", "255.255.255.252", None)),
+    ({"cniVersion": "1.0.0", "ips": [{"address": "fd00::2/64"}]}, (None, None, None)),
+])
+def test_results_of_every_cni_version(result, expected):
+    assert network.parse_result(result)[:3] == expected
+
+
+@pytest.mark.parametrize("code, out, err, message", [
+    (1, b'{"code": 7, "msg": "bad"}', b"", "bad"),
+    (1, b'{"code": 7, "msg": "bad", "details": "very\\nbad"}', b"", "bad; very bad"),
+    (1, b"", b"first\nlast line\n\n", "last line"),
+    (2, b"plain words", b"", "plain words"),
+    (3, b"", b"", "exited with 3"),
+    (-9, b"", b"", "killed by signal 9"),
+    (None, b"", b"", "did not answer within 60 s"),
+])
+def test_plugin_errors_are_one_line(code, out, err, message):
+    assert network.plugin_error(code, out, err) == message
+
+
+def test_a_plugin_past_its_deadline_is_killed(tmp_path):
+    plugin = tmp_path / "slow"
+    plugin.write_text("#!/bin/sh\nexec sleep 60\n")
+    plugin.chmod(0o755)
+    code, out, err = network.run_plugin(str(plugin), "ADD", b"{}", {}, timeout=0.2)
+    assert code is None
+
+
+def test_a_plugin_gets_its_conf_on_stdin_and_the_cni_environment(tmp_path):
+    plugin = tmp_path / "echo"
+    plugin.write_text("#!/bin/sh\ncat; echo \"$CNI_COMMAND $CNI_IFNAME\" >&2\n")
+    plugin.chmod(0o755)
+    code, out, err = network.run_plugin(str(plugin), "DEL", b'{"a": 1}', {"CNI_IFNAME": "eth3"})
+    assert (code, out, err) == (0, b'{"a": 1}', b"DEL eth3\n")
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("5b4e6c3e-1d2a-4c8e-9f00-0123456789ab", "5b4e6c3e-1d2a-4c8e-9f00-0123456789ab"),
+    ("pod", None), ("my pod!", None)])
+def test_container_ids(tmp_path, name, expected):
+    got = network.container_id(str(tmp_path / name))
+    if expected:
+        assert got == expected
+    else:
+        assert got.startswith(name.replace(" ", "-").replace("!", "-") + "-") and len(got) < 64
+        assert got != network.container_id(str(tmp_path / "other" / name))
+
+
+def test_resolv_conf_and_hosts_text_as_rkt_makes_them():
+    assert dns.make_resolv_conf({"nameservers": ["1.1.1.1", "8.8.8.8"], "search": ["a", "b"],
+                                 "options": ["ndots:2"], "domain": "d"}, "from x") == (
+        "# from x\n\nsearch a b\nnameserver 1.1.1.1\nnameserver 8.8.8.8\noptions ndots:2\n"
+        "domain d\n")
+    assert dns.add_host("127.0.0.1 localhost\n127.0.0.1 again\n", "127.0.0.1", "h") == \
+        "127.0.0.1 localhost h\n127.0.0.1 again\n"
+    assert dns.add_host("# none\n", "127.0.0.1", "h") == "# none\n127.0.0.1\th\n"
