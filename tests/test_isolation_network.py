@@ -3,7 +3,8 @@
 `default-restricted`, several networks, `all`, named networks and CNI_ARGS
 from `--local-config`'s net.d, `ports` forwarded through portmap,
 POD/netns and POD/net-info.json in rkt's format, teardown in `stage1 gc`,
-and plugins that fail.
+and plugins that fail; then the pure parts (CNI results of every version,
+plugin errors, the plugin deadline) without a pod.
 
 Every test runs under `nothing_left`: `ip -o link`, `ip netns`, the
 host-local leases under /var/lib/cni/networks and `iptables-save` are
@@ -25,8 +26,8 @@ import urllib.request
 import pytest
 
 from isohelpers import podbase  # noqa: F401 (a fixture)
-from stage1.isolation import dns, network
 from isohelpers import IsoPod, IsoRun, Run, gc, iso_run, sh_app, stage1_cmd, wait_for, DEADLINE
+from stage1.isolation import dns, network
 
 LEASES = "/var/lib/cni/networks"
 NETNS = "/run/netns"
