@@ -23,6 +23,10 @@ need_apt() {
 
 setup() {
     need_apt /usr/include/sys/capability.h libcap-dev   # python-prctl compiles against it
+    # CNI networks (rkt's --net=default): the CNI project's plugins; ptp's
+    # masquerading and portmap drive iptables.
+    need_apt /usr/lib/cni/ptp containernetworking-plugins
+    need_apt /usr/sbin/iptables iptables
     [ -x "$PY" ] || python3 -m venv "$VENV"
     if ! "$PY" -c 'import cffi, prctl, psutil, setuptools, wheel' 2>/dev/null; then
         # A current pip writes console scripts that do not import re (13 ms).

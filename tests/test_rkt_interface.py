@@ -126,13 +126,27 @@ def test_run_driven_exactly_as_rkt_drives_it(podbase, aci):
     assert pod.status("a")["reason"] == "Stopped"
 
 
-def test_rkt_default_network_is_refused_with_one_line(podbase, aci):
-    pod = _rkt_pod(podbase, aci, [sh_app("a", "true")])
-    argv = [_entrypoint(pod, "run"), "--net=default", "--local-config=/etc/rkt", pod.uuid]
-    with Proc(argv, cwd=pod.path, pod=pod) as p:
-        assert p.wait() == 254
-        [line] = p.stderr().splitlines()
-        assert "--net=default: CNI networks are not supported yet" in line
+def test_rkt_default_network_from_the_run_entrypoint_to_gc(podbase, aci, tmp_path):
+    """rkt's argv (records of a real stage0): `init --net=default
+    --local-config=DIR UUID`, then `gc --local-config DIR UUID`."""
+    local_config = tmp_path / "rkt"
+    (local_config / "net.d").mkdir(parents=True)
+    pod = _rkt_pod(podbase, aci, [sh_app("a", "ip -4 -o addr show eth0")])
+    argv = [_entrypoint(pod, "run"), "--net=default", "--local-config=%s" % local_config,
+            pod.uuid]
+    with Proc(argv, cwd=pod.path) as p:
+        assert p.wait() == 0, p.stderr()
+        assert " inet 172.16.28." in p.stdout()
+        with open(pod.file("net-info.json")) as f:
+            [info] = json.load(f)
+        assert (info["netName"], info["ifName"]) == ("default", "eth0")
+        assert info["ip"] in p.stdout()
+        gc = subprocess.run([_entrypoint(pod, "gc"), "--local-config", str(local_config),
+                             pod.uuid], cwd=pod.path, capture_output=True, text=True,
+                            timeout=DEADLINE)
+        assert gc.returncode == 0, gc.stderr
+        assert not os.path.exists(pod.file("netns"))
+        assert not os.path.exists(pod.file("net-info.json"))
 
 
 # -- enter -------------------------------------------------------------------------------

@@ -78,6 +78,8 @@ CASES = [
      "pod: apps[1].app.ports[0].protocol: must be \"tcp\" or \"udp\""),
     ("pod-port", _set(["ports"], [{"name": "http", "hostPort": 70000}]),
      "pod: ports[0].hostPort: must be a whole number from 0 to 65535"),
+    ("pod-port-zero", _set(["ports"], [{"name": "http", "hostPort": 0}]),
+     "pod: ports[0].hostPort: must be a port number from 1 to 65535"),
     ("message-on-one-line", _app_field("user", "bob\nroot"),
      "pod: apps[1].app.user: 'bob\\nroot' is neither in"),
 ]

@@ -212,7 +212,8 @@ def cmd_gc(args):
     from stage1.isolation import gc
     opts, positionals = parse(args, {"--debug": ("verbose", False), "-v": ("verbose", False),
                                      "--local-config": ("local_config", True)})
-    return gc.run(_pod_arg(positionals, "gc"), verbose=bool(opts.get("verbose")))
+    return gc.run(_pod_arg(positionals, "gc"), verbose=bool(opts.get("verbose")),
+                  local_config=opts.get("local_config"))
 
 
 COMMANDS = {"run": cmd_run, "stop": cmd_stop, "status": cmd_status, "ps": cmd_ps,

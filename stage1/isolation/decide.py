@@ -10,19 +10,20 @@ applied, as before isolation existed.
 flags are validated there (the isolators were, with the manifest), and
 every error is one line naming its place (exit 254).  The PodIsolation it
 returns holds everything decided: namespaces, hostname, each app's root,
-mounts, limits and spawn options; host.py carries it out.
+mounts, limits and spawn options, the CNI networks (network.py) and the
+DNS files (dns.py); host.py carries it out.
 """
 import os
 import posixpath
 import stat
 
 from stage1.engine import native
-from stage1.isolation import cgroups, rootfs
+from stage1.isolation import cgroups, dns, network, rootfs
 from stage1.pod import isolators
 from stage1.pod.errors import ManifestError, PodError
 
 EXIT_FAILURE = 254
-NET_HOST, NET_NONE = "host", "none"
+NET_HOST, NET_NONE, NET_CNI = "host", "none", "cni"
 NOTIFY_PATH = "/run/stage1/notify.sock"
 NOTIFY_ENV = "NOTIFY_SOCKET="
 NOT_IMPLEMENTED = "stage1 does not implement it"
@@ -56,6 +57,10 @@ class PodIsolation:
         self.apps = {}
         self.pod_limits = None
         self.hostname = self.net = None
+        self.networks = None         # network.NetPlan, with --net=<CNI networks>
+        self.attached = None         # network.Attached, once the host side set them up
+        self.netns_fd = -1           # the pod's network namespace, for the init to join
+        self.dns = None              # dns.DnsPlan
         self.private_ipc = True
         self.caps_disabled = False
         self.console = "/dev/null"
@@ -133,9 +138,35 @@ class PodIsolation:
         for path, why in cgroups.remove(self.record_path):
             log.debug("cgroup %s is left: %s" % (path, why))
 
+    def attach_networks(self, log):
+        """The CNI networks, then the DNS files (CNI may give the DNS).
+        PodError or OSError; what a failing plugin did is undone by
+        network.setup itself, the rest by detach_networks."""
+        if self.networks is not None:
+            self.attached = network.setup(self.networks, log)
+            self.netns_fd = os.open(self.attached.netns, os.O_RDONLY | os.O_CLOEXEC)
+        cni_dns = self.attached.dns if self.attached is not None else None
+        dns.write(self.dns, cni_dns, log)
+
+    def detach_networks(self, log):
+        """After a failure of the host side once the networks were up."""
+        self.close_netns()
+        if self.attached is not None:
+            for what, why in network.teardown(self.poddir.path, self.networks.dirs, log):
+                log.warn("%s is left for stage1 gc: %s" % (what, why))
+            self.attached = None
+
+    def close_netns(self):
+        if self.netns_fd >= 0:
+            os.close(self.netns_fd)
+            self.netns_fd = -1
+
     # -- PID 1 of the pod ----------------------------------------------------
 
     def enter_namespaces(self):
+        if self.netns_fd >= 0:
+            native.setns(self.netns_fd, native.CLONE_NEWNET, "the pod's network namespace")
+            self.close_netns()
         flags = native.CLONE_NEWNS | native.CLONE_NEWUTS
         flags |= native.CLONE_NEWIPC if self.private_ipc else 0
         flags |= native.CLONE_NEWNET if self.net == NET_NONE else 0
@@ -148,7 +179,11 @@ class PodIsolation:
 
     def prepare_roots(self):
         for a in self.apps.values():
-            prepare_app(a, self.console)
+            prepare_app(a, self.console, self.dns_files)
+
+    @property
+    def dns_files(self):
+        return self.dns.files if self.dns is not None else ()
 
     def bind_notify_socket(self, apps=None):
         """The sd_notify socket, created by the live pod after the roots,
@@ -172,14 +207,14 @@ class PodIsolation:
             cgroups.create_app(self.layout, self.record_path, a.name, a.limits)
         self.apps[a.name] = a
         self.bind(app)
-        prepare_app(a, self.console)
+        prepare_app(a, self.console, self.dns_files)
         self.bind_notify_socket([a])
 
 
-def prepare_app(a, console):
+def prepare_app(a, console, dns_files=()):
     try:
         extra = (NOTIFY_PATH,) if a.notify else ()
-        rootfs.prepare(a.root, a.mounts, a.read_only, console, extra)
+        rootfs.prepare(a.root, a.mounts, a.read_only, console, extra, dns_files)
     except OSError as err:
         raise PodError("app %s: unable to prepare its root %s: %s"
                        % (a.name, a.root, error_text(err)))
@@ -214,7 +249,7 @@ def check(pod, poddir, opts):
     if os.geteuid() != 0:
         raise PodError("isolation needs root: run as root, or with --no-isolate")
     iso.default_caps = isolators.mask(isolators.DEFAULT_CAPS)
-    _flags(iso, opts)
+    _flags(iso, opts, pod)
     iso.pod_limits = pod.limits
     iso.unapplied = [(n, w, NOT_IMPLEMENTED) for n, w in pod.unapplied]
     for spec in pod.apps:
@@ -227,14 +262,9 @@ def check(pod, poddir, opts):
     return iso
 
 
-def _flags(iso, opts):
+def _flags(iso, opts, pod):
     flags = opts.flags
-    net = flags.get("--net", NET_HOST)
-    if net not in (NET_HOST, NET_NONE):
-        shown = "--net" if net is True else "--net=%s" % net
-        raise PodError("%s: CNI networks are not supported yet: use --net=host or --net=none"
-                       % shown)
-    iso.net = net
+    _net(iso, flags, pod)
     users = flags.get("--private-users")
     if users not in (None, True, ""):
         raise PodError("--private-users=%s: user namespaces are not supported yet" % users)
@@ -244,8 +274,26 @@ def _flags(iso, opts):
     iso.private_ipc = ipc != "parent"
     iso.caps_disabled = "--disable-capabilities-restriction" in flags
     iso.hostname = _hostname(flags.get("--hostname"), iso.poddir)
+    iso.dns = dns.plan(flags.get("--dns-conf-mode"), iso.hostname, iso.poddir.stage1_root)
     if opts.interactive and os.isatty(0):
         iso.console = os.ttyname(0)
+
+
+def _net(iso, flags, pod):
+    """--net: host (stage1's default without rkt), none, or CNI networks
+    (a bare --net is rkt's default network)."""
+    value = flags.get("--net", NET_HOST)
+    wanted = network.parse_net_list("default" if value in (True, "") else value)
+    if list(wanted) in ([NET_HOST], [NET_NONE]):
+        iso.net = list(wanted)[0]
+        if iso.net == NET_NONE and pod.ports:
+            raise PodError("pod: ports: --net=none has no network to forward them from")
+        return
+    local_config = flags.get("--local-config")
+    if local_config in (None, True, ""):
+        local_config = network.DEFAULT_LOCAL_CONFIG
+    iso.net = NET_CNI
+    iso.networks = network.plan(wanted, local_config, iso.poddir, pod)
 
 
 def _hostname(given, poddir):
@@ -269,8 +317,10 @@ def _without_isolation(pod, flags):
             out.append(("readOnlyRootFS", "apps[%d].readOnlyRootFS" % spec.index, NOT_ISOLATED))
     if isinstance(flags.get("--hostname"), str) and flags["--hostname"]:
         out.append(("--hostname", "the command line", NOT_ISOLATED))
-    if flags.get("--net") == NET_NONE:
-        out.append(("--net=none", "the command line", NOT_ISOLATED))
+    net = flags.get("--net")
+    if net is not None and net != NET_HOST:
+        out.append(("--net" if net is True else "--net=%s" % net, "the command line",
+                    NOT_ISOLATED))
     return out
 
 

@@ -3,6 +3,13 @@
 rkt runs it as `gc [--debug] [--local-config DIR] UUID` with cwd in the pod
 directory, before it deletes the directory.  What stage1 may leave:
 
+  networks  the CNI networks a pod was attached to (network.py): DEL to
+            each plugin in reverse order, then its network namespace
+            unmounted and removed.  First, before the mounts below go: a
+            plugin may live in the stage1 image mounted under the pod
+            (rkt#2319); one whose path is gone is looked up again in the
+            plugin directories (--local-config's net.d first).  A DEL that
+            fails keeps its record and the namespace, and gc fails.
   mounts    under the pod directory, in the caller's mount namespace.  An
             isolated pod mounts only in its own namespace, which the kernel
             tears down with the pod; what gc finds here was mounted by
@@ -20,7 +27,7 @@ import os
 
 from stage1.engine import native, status
 from stage1.engine.supervisor import Log
-from stage1.isolation import cgroups
+from stage1.isolation import cgroups, network
 from stage1.pod.errors import PodError
 
 EXIT_FAILURE = 254
@@ -67,7 +74,7 @@ def unmount_all(path, log):
     return sorted(failed.items())
 
 
-def run(poddir, verbose=False):
+def run(poddir, verbose=False, local_config=None):
     log = Log(verbose)
     try:
         pid = poddir.find_init()
@@ -79,7 +86,10 @@ def run(poddir, verbose=False):
     for directory in (poddir.path, poddir.status_dir):
         for name in status.remove_stale(directory):
             log.debug("removed %s, left by a writer killed half-way" % name)
-    left = unmount_all(poddir.path, log)
+    dirs = network.plugin_dirs(local_config or network.DEFAULT_LOCAL_CONFIG,
+                               poddir.stage1_root)
+    left = network.teardown(poddir.path, dirs, log)
+    left += unmount_all(poddir.path, log)
     left += cgroups.remove(os.path.join(poddir.path, "cgroups"))
     for what, why in left:
         log.warn("gc: unable to remove %s: %s" % (what, why))

@@ -1,15 +1,20 @@
 """An isolated pod's two processes, and what each does to the system.
 
-  stage1 run: POD    on the host: creates the cgroups, unshares the PID
-                     namespace and forks; writes POD/pid (the child, as the
-                     host sees it) and POD/ppid (itself), passes every
-                     signal on to the child, waits for it, removes the
-                     cgroups and exits with its status.
-  stage1 init: POD   PID 1 of the pod: new mount, UTS, IPC (and, with
-                     --net=none, network) namespaces; / made private, a
-                     fresh /proc; waits until POD/pid is written, prepares
-                     the app roots, then the runner gives it the pod's
-                     Supervisor.
+  stage1 run: POD    on the host: creates the cgroups; with CNI networks,
+                     the pod's network namespace and its networks
+                     (network.py); the DNS files (dns.py); unshares the
+                     PID namespace and forks; writes POD/pid (the child,
+                     as the host sees it) and POD/ppid (itself), passes
+                     every signal on to the child, waits for it, removes
+                     the cgroups and exits with its status.  The networks
+                     stay until `stage1 gc`, as rkt's do, so that an
+                     exited pod still shows them.
+  stage1 init: POD   PID 1 of the pod: joins the network namespace the host
+                     side made (with CNI networks), new mount, UTS, IPC
+                     (and, with --net=none, network) namespaces; / made
+                     private, a fresh /proc; waits until POD/pid is
+                     written, prepares the app roots, then the runner
+                     gives it the pod's Supervisor.
 
 The host side forks after unshare(CLONE_NEWPID) instead of having the
 init unshare everything itself, because a process never enters the PID
@@ -27,6 +32,7 @@ import select
 from stage1.engine import native, spawn
 from stage1.engine.loop import Loop
 from stage1.isolation.decide import error_text
+from stage1.pod.errors import PodError
 
 SIGCHLD, SIGTERM = 17, 15
 
@@ -34,21 +40,25 @@ SIGCHLD, SIGTERM = 17, 15
 # -- the host side ---------------------------------------------------------------
 
 def fork_pod(iso, log):
-    """Cgroups, a new PID namespace, the fork: (pid, the pipe's end for this
-    side), pid 0 in the child; None after a failure, reported and undone."""
+    """Cgroups, networks and DNS files, a new PID namespace, the fork:
+    (pid, the pipe's end for this side), pid 0 in the child; None after a
+    failure, reported and undone."""
     try:
         iso.create_cgroups(log)
+        iso.attach_networks(log)
         native.unshare(native.CLONE_NEWPID)
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
-    except OSError as err:
+    except (OSError, PodError) as err:
         log.warn(error_text(err))
+        iso.detach_networks(log)
         iso.remove_cgroups(log)
         return None
     if pid == 0:
         os.close(ready_w)
         return 0, ready_r
     os.close(ready_r)
+    iso.close_netns()
     return pid, ready_w
 
 

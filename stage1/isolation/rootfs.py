@@ -10,6 +10,9 @@ mount namespace (so nothing here is ever seen by the host), in this order:
   /tmp       created when missing, mode 1777
   volumes    host (bind, recursive or not) and empty (a directory of the
              pod), parents before children, read-only where asked
+  DNS files  /etc/resolv.conf and /etc/hosts bound from the files dns.py
+             chose, after the volumes (they win over a volume, as in rkt);
+             a fallback /etc/hosts only where the app has none
   read-only  the root's own mount, last: the mounts above stay as they are
 
 Paths inside an app root are resolved the way the app will see them: a
@@ -145,7 +148,16 @@ def _bind_volume(root, m, source):
     bind(source, target, m.recursive, m.read_only)
 
 
-def prepare(root, mounts, read_only, console, extra_files=()):
+def _bind_file(root, f):
+    """One dns.DnsFile onto its target in the app, never through a symlink
+    that leads out of the root."""
+    target = resolve(root, f.target)
+    if f.only_if_missing and os.path.exists(target):
+        return
+    bind(f.source, make_file(root, f.target), read_only=f.read_only)
+
+
+def prepare(root, mounts, read_only, console, extra_files=(), dns_files=()):
     """Mount everything an app's root needs.  OSError names what failed."""
     bind(root, root, recursive=True)
     mount_proc(make_dir(root, "/proc", 0o555))
@@ -158,5 +170,7 @@ def prepare(root, mounts, read_only, console, extra_files=()):
         _prepare_volume(root, m)
     for path in extra_files:
         make_file(root, path)
+    for f in dns_files:
+        _bind_file(root, f)
     if read_only:
         native.mount_setattr(root, False, native.MOUNT_ATTR_RDONLY)

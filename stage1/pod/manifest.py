@@ -49,8 +49,8 @@ class AppSpec:
 
 
 class PodSpec:
-    __slots__ = ("ac_version", "apps", "volumes", "isolators", "annotations", "limits", "ports",
-                 "unapplied", "exit_policy", "backoff", "stop_timeout", "mutable")
+    __slots__ = ("ac_version", "apps", "volumes", "isolators", "annotations", "limits",
+                 "unapplied", "exit_policy", "backoff", "stop_timeout", "mutable", "ports")
 
 
 class _Reader:
@@ -198,7 +198,7 @@ def parse_pod(data, source="pod", images=None):
     pod.isolators = parse_isolators(r, doc, "")
     pod.limits, pod.unapplied = isolators.parse(pod.isolators, source, "pod")
     pod.volumes = parse_volumes(r, doc)
-    pod.ports = parse_pod_ports(r, doc)
+    pod.ports = parse_exposed_ports(r, doc)
     pod_annotations(r, pod)
     pod.apps = []
     names = set()
@@ -380,7 +380,6 @@ def parse_app_body(r, body, path, app):
             r.fail(where + ".name", "duplicate event handler %r" % name)
         app.event_handlers[name] = r.argv(handler.get("exec"), where + ".exec")
     app.isolators = parse_isolators(r, body, path)
-    app.ports = parse_app_ports(r, body, path)
     app.mount_points = []
     for i, mp in enumerate(r.array(body, "mountPoints", path)):
         where = "%s.mountPoints[%d]" % (path, i)
@@ -388,45 +387,58 @@ def parse_app_body(r, body, path, app):
         name = r.string(r.required(mp, "name", where), where + ".name", AC_NAME, "an AC name")
         target = r.string(r.required(mp, "path", where), where + ".path")
         app.mount_points.append((name, target, r.boolean(mp, "readOnly", where)))
+    app.ports = parse_app_ports(r, body, path)
+
+
+def parse_port(r, port, where):
+    """An app's port (aci.md, appc types.Port): {name, protocol, port, count, where}."""
+    r.obj(port, where)
+    name = r.string(r.required(port, "name", where), where + ".name", AC_NAME, "an AC name")
+    protocol = r.required(port, "protocol", where)
+    if protocol not in ("tcp", "udp"):
+        r.fail(where + ".protocol", "must be \"tcp\" or \"udp\", not %r" % (protocol,))
+    number = r.uint(r.required(port, "port", where), where + ".port", 65536)
+    if not number:
+        r.fail(where + ".port", "must be a port number from 1 to 65535")
+    count = r.uint(port.get("count", 1), where + ".count", 65536)
+    if not count or number + count > 65536:
+        r.fail(where + ".count", "must be at least 1 and end at port 65535 at most")
+    r.boolean(port, "socketActivated", where)
+    return {"name": name, "protocol": protocol, "port": number, "count": count, "where": where}
 
 
 def parse_app_ports(r, body, path):
-    """aci.md's ports: {name, protocol, port, count, socketActivated}."""
     out, names = [], set()
-    for i, p in enumerate(r.array(body, "ports", path)):
-        where = "%s.ports[%d]" % (path, i)
-        r.obj(p, where)
-        name = r.string(r.required(p, "name", where), where + ".name", AC_NAME, "an AC name")
-        if name in names:
-            r.fail(where + ".name", "duplicate port name %r" % name)
-        names.add(name)
-        protocol = r.required(p, "protocol", where)
-        if protocol not in ("tcp", "udp"):
-            r.fail(where + ".protocol", "must be \"tcp\" or \"udp\", not %r" % (protocol,))
-        port = r.uint(r.required(p, "port", where), where + ".port", 65536)
-        count = r.uint(p.get("count", 1), where + ".count", 65536)
-        if not port or not count or port + count > 65536:
-            r.fail(where + ".port", "must be a port from 1 to 65535 (with its count)")
-        r.boolean(p, "socketActivated", where)
-        out.append({"name": name, "protocol": protocol, "port": port, "count": count})
+    for i, item in enumerate(r.array(body, "ports", path)):
+        port = parse_port(r, item, "%s.ports[%d]" % (path, i))
+        if port["name"] in names:
+            r.fail(port["where"] + ".name", "duplicate port name %r" % port["name"])
+        names.add(port["name"])
+        out.append(port)
     return out
 
 
-def parse_pod_ports(r, doc):
-    """pods.md's ports: the host ports the apps' named ports are forwarded
-    from ({name, hostPort}, and rkt's hostIP)."""
+def parse_exposed_ports(r, doc):
+    """The pod's `ports` (appc ExposedPort, what `rkt run --port` writes):
+    [{name, hostPort, hostIP (None or a string), podPort (None or a port), where}]."""
     out = []
-    for i, p in enumerate(r.array(doc, "ports", "")):
+    for i, ep in enumerate(r.array(doc, "ports", "")):
         where = "ports[%d]" % i
-        r.obj(p, where)
-        name = r.string(r.required(p, "name", where), where + ".name", AC_NAME, "an AC name")
-        host_port = r.uint(r.required(p, "hostPort", where), where + ".hostPort", 65536)
-        if not host_port:
-            r.fail(where + ".hostPort", "must be a port from 1 to 65535")
-        host_ip = p.get("hostIP")
-        if host_ip is not None:
-            r.string(host_ip, where + ".hostIP")
-        out.append({"name": name, "hostPort": host_port, "hostIP": host_ip})
+        r.obj(ep, where)
+        host_ip = ep.get("hostIP")
+        if host_ip is not None and not isinstance(host_ip, str):
+            r.fail(where + ".hostIP", "must be an IP address")
+        pod_port = ep.get("podPort")
+        entry = {"name": r.string(r.required(ep, "name", where), where + ".name", AC_NAME,
+                                  "an AC name"),
+                 "hostPort": r.uint(r.required(ep, "hostPort", where), where + ".hostPort",
+                                    65536),
+                 "hostIP": host_ip or None, "where": where,
+                 "podPort": None if pod_port is None else parse_port(r, pod_port,
+                                                                     where + ".podPort")}
+        if not entry["hostPort"]:
+            r.fail(where + ".hostPort", "must be a port number from 1 to 65535")
+        out.append(entry)
     return out
 
 
