@@ -38,6 +38,7 @@ _Static_assert(S1_MS_BIND == MS_BIND, "MS_BIND");
 _Static_assert(S1_MS_REC == MS_REC, "MS_REC");
 _Static_assert(S1_MS_PRIVATE == MS_PRIVATE, "MS_PRIVATE");
 _Static_assert(S1_MS_SLAVE == MS_SLAVE, "MS_SLAVE");
+_Static_assert(S1_MS_SHARED == MS_SHARED, "MS_SHARED");
 _Static_assert(S1_MNT_DETACH == MNT_DETACH, "MNT_DETACH");
 _Static_assert(S1_MOUNT_ATTR_RDONLY == MOUNT_ATTR_RDONLY, "MOUNT_ATTR_RDONLY");
 

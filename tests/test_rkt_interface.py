@@ -71,7 +71,7 @@ def test_the_manifest_names_the_entrypoints_and_the_interface_version(aci):
         assert annotations["coreos.com/rkt/stage1/" + e] == "/" + f
         assert modes[f] & 0o111
         assert "exec %s %s \"$@\"" % (STAGE1, words) in scripts[f]
-    assert annotations["coreos.com/rkt/stage1/interface-version"] == "5"
+    assert annotations["coreos.com/rkt/stage1/interface-version"] == "6"
     labels = {l["name"]: l["value"] for l in doc["labels"]}
     assert set(labels) == {"version", "arch", "os"} and labels["os"] == "linux"
     # rkt refuses a stage1 without rkt/status; it is empty

@@ -54,6 +54,8 @@ class PodIsolation:
         self.poddir = poddir
         self.isolated = False
         self.unapplied = []          # (name, where, why) to report once each
+        self.mutable = False         # apps may be added later: share their directory
+        self.shared_apps = None
         self.apps = {}
         self.pod_limits = None
         self.hostname = self.net = None
@@ -171,11 +173,24 @@ class PodIsolation:
         flags |= native.CLONE_NEWIPC if self.private_ipc else 0
         flags |= native.CLONE_NEWNET if self.net == NET_NONE else 0
         native.unshare(flags)
-        rootfs.make_private()
+        rootfs.make_slave()
         rootfs.mount_proc("/proc")
         native.sethostname(self.hostname)
         if self.net == NET_NONE:
             native.loopback_up()
+
+    def share_apps(self):
+        """A mutable pod's apps directory, shared from the host (rootfs.share_apps)."""
+        if self.mutable and self.poddir.stage1_root != self.poddir.path:
+            self.shared_apps = rootfs.share_apps(self.poddir.stage1_root)
+
+    def unshare_apps(self):
+        if self.shared_apps is not None:
+            try:
+                native.umount(self.shared_apps, native.MNT_DETACH)
+            except OSError:
+                pass
+            self.shared_apps = None
 
     def prepare_roots(self):
         for a in self.apps.values():
@@ -233,8 +248,13 @@ def _device_rule(console):
 # -- plan time ---------------------------------------------------------------
 
 def wanted(pod, poddir, opts):
+    """--isolate/--no-isolate, else: when an app has a root, or the pod is a
+    mutable pod with a stage1 root (`rkt app sandbox`: rkt runs it before it
+    has apps, and the apps it adds later must land inside it)."""
     if opts.isolate is not None:
         return opts.isolate
+    if opts.mutable and poddir.stage1_root != poddir.path:
+        return True
     return any(os.path.lexists(poddir.app_root(spec.name)) for spec in pod.apps)
 
 
@@ -249,6 +269,7 @@ def check(pod, poddir, opts):
     if os.geteuid() != 0:
         raise PodError("isolation needs root: run as root, or with --no-isolate")
     iso.default_caps = isolators.mask(isolators.DEFAULT_CAPS)
+    iso.mutable = opts.mutable
     _flags(iso, opts, pod)
     iso.pod_limits = pod.limits
     iso.unapplied = [(n, w, NOT_IMPLEMENTED) for n, w in pod.unapplied]

@@ -46,11 +46,13 @@ def fork_pod(iso, log):
     try:
         iso.create_cgroups(log)
         iso.attach_networks(log)
+        iso.share_apps()
         native.unshare(native.CLONE_NEWPID)
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
     except (OSError, PodError) as err:
         log.warn(error_text(err))
+        iso.unshare_apps()
         iso.detach_networks(log)
         iso.remove_cgroups(log)
         return None

@@ -96,9 +96,26 @@ def bind(source, target, recursive=False, read_only=False):
         native.mount_setattr(target, recursive, native.MOUNT_ATTR_RDONLY)
 
 
-def make_private():
-    """Nothing mounted in the pod propagates to the host, nor back."""
-    native.mount(None, "/", None, native.MS_REC | native.MS_PRIVATE)
+def make_slave():
+    """Nothing mounted in the pod propagates to the host; what the host
+    mounts where it shares with the pod (an app rkt adds later: its root,
+    share_apps below) reaches the pod.  Mounts the host does not share stay
+    private to the pod."""
+    native.mount(None, "/", None, native.MS_REC | native.MS_SLAVE)
+
+
+def share_apps(stage1_root):
+    """On the host, before the pod's mount namespace is made: the apps'
+    directory (<stage1 root>/opt/stage2) a shared bind mount of itself, so
+    that a root rkt mounts there after the pod started (`rkt app add`, with
+    its default overlay) propagates into the pod.  Most hosts' own mounts
+    are private, so nothing else would carry it.  gc unmounts it, with
+    everything else under the pod."""
+    apps = os.path.join(stage1_root, "opt", "stage2")
+    os.makedirs(apps, exist_ok=True)
+    native.mount(apps, apps, None, native.MS_BIND | native.MS_REC)
+    native.mount(None, apps, None, native.MS_SHARED)
+    return apps
 
 
 def mount_proc(target):

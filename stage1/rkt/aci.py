@@ -7,12 +7,14 @@ entrypoint.  rkt runs them on the host, from the pod's copy of the rootfs,
 with cwd in the pod directory; each execs the stage1 installed by
 build.sh (an absolute path, taken when the image is written), so the
 image is for this machine's checkout, not for distribution.
-rootfs/rkt/status/ is there, empty, because rkt refuses a stage1 without it.
+rootfs/rkt/status/ is there, empty, because rkt refuses a stage1 without it;
+etc/hosts-fallback is what stage0 starts rkt-hosts with.
 
-Interface version 5: `run` takes every flag rkt passes up to it (rkt/interface.py's
-RUN_FLAGS), `gc` takes --local-config, and the crossing entrypoints of
-mutable pods (app/add, app/start, app/stop, app/rm) are declared, so
-`rkt run --mutable` and `rkt app ...` work with this stage1.
+Interface version 6: `run` takes every flag rkt passes up to it (rkt/interface.py's
+RUN_FLAGS), `--ipc` (what 6 adds to 5) included, `gc` takes --local-config,
+and the crossing entrypoints of mutable pods (app/add, app/start, app/stop,
+app/rm) are declared, so `rkt app sandbox` and `rkt app ...` work with this
+stage1.
 """
 import io
 import json
@@ -25,12 +27,23 @@ import tarfile
 from stage1 import __version__
 
 NAME = "stage1.example/stage1"
-INTERFACE_VERSION = "5"
+INTERFACE_VERSION = "6"
 # (annotation, file in rootfs, stage1's words)
 ENTRYPOINTS = (("run", "run", "run"), ("enter", "enter", "enter"), ("stop", "stop", "stop"),
                ("gc", "gc", "gc"), ("app/add", "app-add", "app add"),
                ("app/start", "app-start", "app start"), ("app/stop", "app-stop", "app stop"),
                ("app/rm", "app-rm", "app rm"))
+# What rkt's own stage1 images hold and stage0 expects: rkt/status (it
+# touches it before the exec), etc (rkt-resolv.conf, rkt-hosts), opt/stage2
+# (the apps), rkt/env.
+ROOTFS_DIRS = ("rootfs", "rootfs/etc", "rootfs/opt", "rootfs/opt/stage2", "rootfs/rkt",
+               "rootfs/rkt/status", "rootfs/rkt/env")
+# stage0 starts rkt-hosts (--hosts-entry) with the stage1's etc/hosts-fallback.
+HOSTS_FALLBACK = b"""\
+# This is the default rkt /etc/hosts
+127.0.0.1 localhost localhost.domain localhost4 localhost4.localdomain4
+::1 ip6-localhost ip6-loopback localhost6 localhost6.localdomain6
+"""
 ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "i386",
         "ppc64le": "ppc64le", "s390x": "s390x"}
 
@@ -75,8 +88,9 @@ def write(path, stage1_bin):
     tmp = "%s.%d.tmp" % (path, os.getpid())
     with tarfile.open(tmp, "w:gz", format=tarfile.PAX_FORMAT) as tar:
         _add(tar, "manifest", (json.dumps(manifest(), indent=2) + "\n").encode(), mtime=mtime)
-        for directory in ("rootfs", "rootfs/rkt", "rootfs/rkt/status"):
+        for directory in ROOTFS_DIRS:
             _add(tar, directory, mtime=mtime)
+        _add(tar, "rootfs/etc/hosts-fallback", HOSTS_FALLBACK, 0o644, mtime)
         for _, name, command in ENTRYPOINTS:
             _add(tar, "rootfs/" + name, entrypoint(stage1_bin, command), 0o755, mtime)
     os.rename(tmp, path)
