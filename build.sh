@@ -23,6 +23,7 @@ need_apt() {
 
 setup() {
     need_apt /usr/include/sys/capability.h libcap-dev   # python-prctl compiles against it
+    need_apt /usr/include/seccomp.h libseccomp-dev      # the native module links libseccomp
     [ -x "$PY" ] || python3 -m venv "$VENV"
     if ! "$PY" -c 'import cffi, prctl, psutil, setuptools, wheel' 2>/dev/null; then
         # A current pip writes console scripts that do not import re (13 ms).

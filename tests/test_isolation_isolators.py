@@ -184,17 +184,17 @@ def test_devices_cgroup_keeps_apps_off_the_hosts_disks(podbase):
 
 
 def test_unapplied_isolators_are_reported_once_each(podbase):
-    seccomp = {"name": "os/linux/seccomp-retain-set", "value": {"set": ["@appc.io/all"]}}
+    block = {"name": "resource/block-bandwidth", "value": {"default": True, "limit": "1M"}}
     bandwidth = {"name": "resource/network-bandwidth", "value": {"default": True, "limit": "1G"}}
     nnp = {"name": "os/linux/no-new-privileges", "value": True}
-    pod = IsoPod(podbase, [sh_app("a", "true", isolators=[seccomp, nnp]),
-                            sh_app("b", "true", isolators=[seccomp, bandwidth])],
+    pod = IsoPod(podbase, [sh_app("a", "true", isolators=[block, nnp]),
+                            sh_app("b", "true", isolators=[block, bandwidth])],
                  isolators=[{"name": "os/linux/selinux-context", "value": {}}])
     code, out, err = iso_run(pod)
     assert code == 0
     lines = err.splitlines()
     assert len(lines) == 3, err
     assert "os/linux/selinux-context (isolators[0]) is not applied" in lines[0]
-    assert "os/linux/seccomp-retain-set (apps[0].app.isolators[0]) is not applied" in lines[1]
+    assert "resource/block-bandwidth (apps[0].app.isolators[0]) is not applied" in lines[1]
     assert "resource/network-bandwidth (apps[1].app.isolators[1]) is not applied" in lines[2]
     assert all("stage1 does not implement it" in l for l in lines)

@@ -69,7 +69,12 @@ def test_hostname_from_the_flag_else_from_the_pod_uuid(podbase):
 
 def test_apps_share_the_pods_namespaces_and_not_the_hosts(podbase, tmp_path):
     script = "for n in pid mnt uts ipc net; do readlink /proc/self/ns/$n; done"
-    pod = IsoPod(podbase, [sh_app("a", script + " > /v/a"), sh_app("b", script + " > /v/b")],
+    # Each app waits for the other's report: a namespace that is gone can
+    # lend its inode number to the next one, and two equal numbers would
+    # then say nothing.
+    wait = "; until [ -s /v/%s ]; do sleep 0.05; done"
+    pod = IsoPod(podbase, [sh_app("a", script + " > /v/a" + wait % "b"),
+                           sh_app("b", script + " > /v/b" + wait % "a")],
                  volumes=[{"name": "v", "kind": "host", "source": str(tmp_path)}])
     for runtime in pod.manifest["apps"]:
         runtime["mounts"] = [{"volume": "v", "path": "/v"}]

@@ -38,6 +38,7 @@ def fork_pod(iso, log):
     side), pid 0 in the child; None after a failure, reported and undone."""
     try:
         iso.create_cgroups(log)
+        iso.save_options(log)
         native.unshare(native.CLONE_NEWPID)
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()
