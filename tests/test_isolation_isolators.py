@@ -10,7 +10,8 @@ from isohelpers import podbase  # noqa: F401 (a fixture)
 from isohelpers import IsoPod, IsoRun, iso_run, sh_app, wait_for
 from stage1.pod import isolators
 
-STATUS = "grep -E '^(CapBnd|CapEff|CapPrm|NoNewPrivs):' /proc/self/status; cat /proc/self/oom_score_adj"
+STATUS = ("grep -E '^(CapBnd|CapEff|CapPrm|CapAmb|NoNewPrivs):' /proc/self/status; "
+          "cat /proc/self/oom_score_adj")
 
 
 def _caps(names):
@@ -37,6 +38,7 @@ def test_default_capabilities_are_appcs_default_set(podbase):
     seen, err = _run_isolated(podbase)
     default = _caps(isolators.DEFAULT_CAPS)
     assert seen["CapBnd"] == seen["CapEff"] == seen["CapPrm"] == default
+    assert seen["CapAmb"] == 0          # rkt gives none; stage1 raised the set before
     assert (seen["NoNewPrivs"], err) == (0, "")
 
 
@@ -66,7 +68,7 @@ def test_a_dropped_capability_is_really_gone(podbase):
 def test_a_non_root_user_gets_the_bounding_set_and_no_capabilities(podbase):
     seen, _ = _run_isolated(podbase, [], user="alice", group="staff")
     assert seen["CapBnd"] == _caps(isolators.DEFAULT_CAPS)
-    assert seen["CapEff"] == seen["CapPrm"] == 0
+    assert seen["CapEff"] == seen["CapPrm"] == seen["CapAmb"] == 0
 
 
 def test_disable_capabilities_restriction_leaves_them_all(podbase):
@@ -74,6 +76,19 @@ def test_disable_capabilities_restriction_leaves_them_all(podbase):
     with open("/proc/self/status") as f:
         mine = [int(l.split()[1], 16) for l in f if l.startswith("CapBnd:")][0]
     assert seen["CapBnd"] == mine
+
+
+def test_enter_leaves_the_capabilities_alone_when_the_run_did(podbase):
+    from isohelpers import stage1_cmd
+    pod = IsoPod(podbase, [sh_app("a", "exec sleep 60")])
+    with IsoRun(pod, "--disable-capabilities-restriction"):
+        pod.wait_state("a", "running")
+        done = stage1_cmd("enter", pod.path, "--app", "a", "--", "grep", "CapBnd",
+                          "/proc/self/status")
+    assert done.returncode == 0, done.stderr
+    with open("/proc/self/status") as f:
+        mine = [int(l.split()[1], 16) for l in f if l.startswith("CapBnd:")][0]
+    assert int(done.stdout.split()[1], 16) == mine
 
 
 def test_no_new_privileges(podbase):

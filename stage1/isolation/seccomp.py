@@ -21,13 +21,15 @@ SystemCallFilter=; rkt's stage1/init/common/seccomp.go):
                            rkt did (the whole process: SCMP_ACT_KILL_PROCESS).
   --disable-seccomp        no filter for any app.
 
-A whitelist whose blocked syscalls fail with an errno (the default filter,
-or a retain-set with `errno`) answers ENOSYS instead for the syscalls the
-kernel gained after the lists were written (NEWER): libc then falls back to
-the older call the list does allow, as it does on an older kernel (glibc's
-clone3 for threads and posix_spawn, faccessat2, close_range, statx ...),
-where EPERM would be taken as a real refusal.  runc does the same.  The set
-of syscalls allowed is the list's, exactly.
+A whitelist (the default filter, or any retain-set) answers ENOSYS, rather
+than its errno or SIGSYS, for the syscalls the kernel gained after the lists
+were written (NEWER) and the set does not name: what the kernel the lists
+were written for said.  libc then falls back to the older call the list
+does allow (glibc's clone3 for threads and posix_spawn, faccessat2,
+close_range, statx, ...) or goes without (rseq, which glibc registers at
+the start of every program: under SIGSYS no glibc program since 2.35 would
+start at all), where EPERM would be taken as a real refusal.  runc does the
+same.  The set of syscalls allowed is the list's, exactly.
 
 Names are checked against libseccomp's table (an unknown one is bad input
 naming its place in the manifest); a name that exists only on another
@@ -169,7 +171,7 @@ def whitelist(names, action):
     found = _filters.get(key)
     if found is None:
         rules = {}
-        if action >= 0 and action != errno.ENOSYS:
+        if action != errno.ENOSYS:
             rules.update((name, errno.ENOSYS) for name in NEWER)
         rules.update((name, native.SECCOMP_ALLOW) for name in names)
         found = _filters[key] = Filter(action, rules)

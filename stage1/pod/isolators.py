@@ -176,8 +176,9 @@ class _Parser:
         name = value.get("errno", "")
         if name is None:
             name = ""
-        number = getattr(errno, name, None) if isinstance(name, str) else None
-        if name != "" and (not re.match(r"^E[A-Z0-9]+$", name) or not isinstance(number, int)):
+        valid = isinstance(name, str) and (name == "" or re.match(r"^E[A-Z0-9]+$", name))
+        number = getattr(errno, name, None) if valid and name else None
+        if not valid or (name and not isinstance(number, int)):
             self.fail(where + ".value.errno", "must be the name of an errno such as "
                       "\"EPERM\", not %s" % _quote(name))
         self.limits.seccomp = SeccompSet(mode, entries, number if name else None,
