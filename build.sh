@@ -55,6 +55,7 @@ peers() {
     need_apt /usr/bin/dumb-init dumb-init
     need_apt /usr/bin/catatonit catatonit
     need_apt /usr/bin/supervisord supervisor
+    need_apt /usr/bin/busybox busybox-static    # the seccomp suite's app roots
 }
 
 cmd=${1:-setup}

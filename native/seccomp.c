@@ -9,11 +9,14 @@
  * caller owns.  The child installs it with the raw seccomp(2) call
  * (spawn.c), so nothing of libseccomp runs between fork and exec.
  *
- * The filter also covers the compat ABIs of the native architecture (i386
- * and x32 on x86_64, arm on aarch64), as Docker's and systemd's do: a
- * syscall made through one of them is judged by the same rules, and one
- * made through any other architecture gets libseccomp's default for a bad
- * architecture (the kill).
+ * The filter also covers the 32-bit ABI of the native architecture (i386
+ * on x86_64, arm on aarch64), as Docker's and systemd's do, so 32-bit
+ * programs run and are judged by the same rules.  Not x32: kernels rarely
+ * have it (Debian's do not by default), and it would add half again to the
+ * program, whose size the kernel pays for at every install (it emulates the
+ * filter for each syscall number to cache the allowed ones).  A syscall
+ * through any other ABI gets libseccomp's action for a bad architecture:
+ * the kill.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -45,7 +48,7 @@ int s1_seccomp_known(const char *name)
 
 static int s1_add_compat_archs(scmp_filter_ctx ctx)
 {
-    static const uint32_t x86_64[] = { SCMP_ARCH_X86, SCMP_ARCH_X32, 0 };
+    static const uint32_t x86_64[] = { SCMP_ARCH_X86, 0 };
     static const uint32_t aarch64[] = { SCMP_ARCH_ARM, 0 };
     const uint32_t *archs = NULL;
     int i, rc;

@@ -110,10 +110,36 @@ static int s1_write_file(const char *path, const char *text)
  * app gets a mount namespace of its own, a copy of the pod's, whose root is
  * the app's root, and the pod's root is unmounted from it.  root must be a
  * mount point (rootfs.py binds it onto itself).  pivot_root(".", ".") stacks
- * the old root on top of the new one, so one detach removes it. */
-static int s1_child_pivot(const char *root)
+ * the old root on top of the new one, so one detach removes it.
+ *
+ * A copy of the pod's namespace holds every app's root, each with its
+ * /proc, /sys, /dev and protected paths: copying it for each app costs
+ * O(apps x mounts).  With a template (the pod's namespace as it was before
+ * any root was mounted, which the init keeps open), the child clones only
+ * its root's tree (open_tree), copies the small template instead, and moves
+ * the tree in at the same path. */
+static int s1_child_new_ns(const char *root, int template_fd)
 {
-    if (unshare(CLONE_NEWNS) < 0)
+    int tree;
+
+    if (template_fd < 0)
+        return unshare(CLONE_NEWNS);
+    tree = (int)syscall(SYS_open_tree, AT_FDCWD, root,
+                        OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    if (tree < 0)
+        return -1;
+    if (syscall(SYS_setns, template_fd, CLONE_NEWNS) < 0 || unshare(CLONE_NEWNS) < 0 ||
+        mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+        syscall(SYS_move_mount, tree, "", AT_FDCWD, root, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+        close(tree);
+        return -1;
+    }
+    return close(tree);
+}
+
+static int s1_child_pivot(const char *root, int template_fd)
+{
+    if (s1_child_new_ns(root, template_fd) < 0)
         return -1;
     /* Nothing done in the app's namespace may propagate to the pod's. */
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
@@ -281,7 +307,8 @@ static void s1_child(const struct s1_spawn *req, int errpipe)
     S1_TRY(S1_STEP_RLIMIT, s1_child_rlimits(req));
     if (req->root)
         S1_TRY(req->pivot ? S1_STEP_PIVOT_ROOT : S1_STEP_CHROOT,
-               req->pivot ? s1_child_pivot(req->root) : chroot(req->root));
+               req->pivot ? s1_child_pivot(req->root, req->mnt_template_fd)
+                          : chroot(req->root));
     if (req->cwd)
         S1_TRY(S1_STEP_CHDIR, chdir(req->cwd));
     if (req->umask >= 0)

@@ -70,6 +70,8 @@ struct s1_spawn {
     const char *root;          /* chroot into it */
     int pivot;                 /* enter root with a mount namespace of its own and
                                   pivot_root instead of chroot (see spawn.c) */
+    int mnt_template_fd;       /* with pivot, >= 0: that namespace is a copy of this
+                                  one with root's tree moved in (see spawn.c) */
     const char *cwd;
     int umask;                 /* -1: keep */
     int ngroups;               /* -1: keep */

@@ -12,7 +12,8 @@
  *
  *   probe mount DIR | unshare-user | unshare-mnt | keyctl | bpf | ptrace PID |
  *         reboot | kexec_load | open_by_handle_at | mkdir DIR | getppid |
- *         write FILE TEXT | read FILE
+ *         write FILE TEXT | read FILE | int80-getppid | int80-keyctl
+ * The int80 ones make the call through the i386 ABI (x86_64 only).
  * Several operations may follow one another: probe getppid mkdir /x ...
  */
 #define _GNU_SOURCE
@@ -78,6 +79,27 @@ static long do_open_by_handle(void)
         close((int)fd);
     return fd < 0 ? fd : 0;
 }
+
+#if defined(__x86_64__)
+/* A system call through the i386 ABI: int $0x80 with the i386 numbers. */
+static long int80(long nr, long a, long b, long c)
+{
+    long ret;
+
+    __asm__ volatile ("int $0x80" : "=a"(ret) : "a"(nr), "b"(a), "c"(b), "d"(c) : "memory");
+    if (ret < 0 && ret > -4096) {
+        errno = (int)-ret;
+        return -1;
+    }
+    return ret;
+}
+#else
+static long int80(long nr, long a, long b, long c)
+{
+    errno = ENOSYS;
+    return -1;
+}
+#endif
 
 static long do_write(const char *path, const char *text)
 {
@@ -145,6 +167,10 @@ int main(int argc, char **argv)
         } else if (!strcmp(op, "write")) {
             report(op, do_write(a, b));
             i += 2;
+        } else if (!strcmp(op, "int80-getppid")) {
+            report(op, int80(64, 0, 0, 0) > 0 ? 0 : -1);
+        } else if (!strcmp(op, "int80-keyctl")) {
+            report(op, int80(288, 0, -3, 0) < 0 ? -1 : 0);
         } else if (!strcmp(op, "read")) {
             report(op, do_read(a));
             i++;

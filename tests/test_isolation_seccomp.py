@@ -79,6 +79,20 @@ def test_pre_start_handlers_run_under_the_apps_filter(podbase):
     assert _status(out)["Seccomp"] == 2
 
 
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the i386 ABI is x86_64's")
+def test_32_bit_syscalls_are_judged_by_the_same_rules(podbase, probe):
+    found = {}
+    for args in ((), ("--disable-seccomp",)):
+        code, out, err, _ = _run(podbase, probe, "/bin/probe int80-getppid int80-keyctl", (),
+                                 *args)
+        assert code == 0, err
+        found[args] = probe_results(out)
+    if found[("--disable-seccomp",)]["int80-getppid"] != (0, 0):
+        pytest.skip("this kernel runs no i386 syscalls (IA32 emulation is off)")
+    assert found[()] == {"int80-getppid": (0, 0), "int80-keyctl": (-1, errno.EPERM)}
+    assert found[("--disable-seccomp",)]["int80-keyctl"] == (0, 0)
+
+
 # -- retain-set and remove-set -------------------------------------------------------------
 
 def test_retain_set_with_errno_blocks_the_rest_with_that_errno(podbase, probe):

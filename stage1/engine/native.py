@@ -201,13 +201,16 @@ def _cstrings(items, keep):
 
 def spawn(candidates, argv, env, *, fd_map=None, close_fds=False,
           pgid_mode=PGID_KEEP, tty_fd=-1, cgroup_procs=(), oom_score_adj=None,
-          rlimits=(), root=None, pivot=False, cwd=None, umask=-1, groups=None, gid=-1,
+          rlimits=(), root=None, pivot=False, mnt_template=-1, cwd=None, umask=-1,
+          groups=None, gid=-1,
           uid=-1, caps=None, caps_until_exec=0, ambient=0, no_new_privs=False,
           seccomp=None, sigmask=0, sigign=0):
     """Fork and exec; return the pid once exec has succeeded.
 
     `candidates` are the paths to try in turn (the parent does the PATH
-    search); `env` is a list of b"K=V" or str.  `caps` is None to leave
+    search); `env` is a list of b"K=V" or str.  With `pivot`, `mnt_template`
+    is the fd of a mount namespace the app's is copied from (spawn.c).
+    `caps` is None to leave
     capabilities alone, else (bounding set, effective set) as bit masks;
     with them, `caps_until_exec` stays effective until exec (what a filter
     needs without no_new_privs, spawn.c) and `ambient` is the ambient set
@@ -232,6 +235,7 @@ def spawn(candidates, argv, env, *, fd_map=None, close_fds=False,
         if rlimits else ffi.NULL
     req.root = keep_ptr(keep, "char[]", os.fsencode(root)) if root else ffi.NULL
     req.pivot = int(pivot)
+    req.mnt_template_fd = mnt_template
     req.cwd = keep_ptr(keep, "char[]", os.fsencode(cwd)) if cwd else ffi.NULL
     req.umask = umask
     req.ngroups = -1 if groups is None else len(groups)

@@ -73,6 +73,8 @@ class PodIsolation:
         self.layout = None
         self.needs_cgroups = False
         self.default_caps = 0
+        self.mnt_template = -1       # the init's: its namespace before any app root
+        self._before_template = []   # launches made before it (bind): given it then
         self.log = None              # the init's, once it runs
 
     @property
@@ -137,6 +139,9 @@ class PodIsolation:
         # pivot_root in a mount namespace of the app's own: a chroot alone
         # is left by any app that keeps CAP_SYS_CHROOT.
         launch.options["pivot"] = True
+        launch.options["mnt_template"] = self.mnt_template
+        if self.mnt_template < 0:
+            self._before_template.append(launch)
         launch.cwd = launch.cwd or "/"
         launch.env = [NOTIFY_ENV + NOTIFY_PATH if e.startswith(NOTIFY_ENV) else e
                       for e in launch.env]
@@ -201,6 +206,15 @@ class PodIsolation:
         native.sethostname(self.hostname)
         if self.net == NET_NONE:
             native.loopback_up()
+        # The namespace as it is now, before any app root, is kept as the
+        # template of every app's (spawn.c): the init goes on in a copy of
+        # it, where the roots are mounted, and an app copies the template
+        # and its own root's tree, not every root of the pod.
+        self.mnt_template = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        native.unshare(native.CLONE_NEWNS)
+        for launch in self._before_template:
+            launch.options["mnt_template"] = self.mnt_template
+        self._before_template = []
 
     def prepare_roots(self):
         for a in self.apps.values():
