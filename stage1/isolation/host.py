@@ -7,16 +7,19 @@
                      cgroups and exits with its status.
   stage1 init: POD   PID 1 of the pod: new mount, UTS, IPC (and, with
                      --net=none, network) namespaces; / made private, a
-                     fresh /proc; waits until POD/pid is written, prepares
-                     the app roots, then the runner gives it the pod's
-                     Supervisor.
+                     fresh /proc; keeps that mount namespace as the apps'
+                     template and goes on in a copy of it; waits until
+                     POD/pid is written, prepares the app roots, then the
+                     runner gives it the pod's Supervisor.
 
 The host side forks after unshare(CLONE_NEWPID) instead of having the
 init unshare everything itself, because a process never enters the PID
 namespace it creates, only its children do; it unshares nothing else, so
 it keeps the host's /proc and mounts.  Each app enters its root between
-fork and exec (spawn.c), with its cgroups, capabilities, no_new_privs and
-oom_score_adj, as decide.PodIsolation.isolate_launch says.
+fork and exec (spawn.c), with its cgroups, capabilities, no_new_privs,
+oom_score_adj and seccomp filter, as decide.PodIsolation.isolate_launch
+says.  The host side also records the insecure options in POD/isolation,
+for `stage1 enter`.
 
 The runner (runner/pod.py) strings these steps together; nothing here
 knows of the Supervisor.
