@@ -6,6 +6,10 @@ filter (and the protected paths) cost the spawn path of an isolated pod.
                 /dev/zero, timed by the app itself (so the pod's start and
                 stop stay out of it); the pod runs with the default filter
                 and with --disable-seccomp, rounds alternating.
+  one spawn     stage1's native spawn of /bin/true and its reaping, with
+                no_new_privs, with and without the default filter: the
+                filter's own cost on the spawn path (the kernel checks,
+                caches and JIT-compiles the program at each install).
   200 apps      an isolated pod of 200 apps (`sleep 1000`, busybox-static
                 hard-linked into 200 roots): from spawning `stage1 run` until
                 every app has exec'd (its comm is `sleep` under the pod's
@@ -34,8 +38,8 @@ STAGE1 = os.path.join(VENV, "bin", "stage1")
 BUSYBOX = "/usr/bin/busybox"
 
 APPS = 200
-FULL = {"rounds": 7, "loop": 2000000, "pod_rounds": 5}
-QUICK = {"rounds": 3, "loop": 300000, "pod_rounds": 2}
+FULL = {"rounds": 7, "loop": 2000000, "pod_rounds": 5, "spawns": 100}
+QUICK = {"rounds": 3, "loop": 300000, "pod_rounds": 2, "spawns": 30}
 
 LOOP_ROWS = [("default filter", ()), ("--disable-seccomp", ("--disable-seccomp",))]
 POD_ROWS = [("default filter", ()), ("--disable-seccomp", ("--disable-seccomp",)),
@@ -58,6 +62,7 @@ def run(quick=False, log=print):
             for label, flags in _rotate(LOOP_ROWS, r):
                 log("seccomp: loop round %d/%d: %s" % (r + 1, settings["rounds"], label))
                 loops[label].append(_loop_run(tmp, loop, settings["loop"], flags))
+        spawns = _spawns(settings, log)
         pods = {label: [] for label, _ in POD_ROWS}
         pod = _make_pod(tmp)
         for r in range(settings["pod_rounds"]):
@@ -66,7 +71,7 @@ def run(quick=False, log=print):
                 pods[label].append(_pod_run(pod, flags))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return report(loops, pods, settings)
+    return report(loops, spawns, pods, settings)
 
 
 def _rotate(rows, r):
@@ -112,6 +117,26 @@ def _loop_run(tmp, loop, n, flags):
 def _gc(pod):
     subprocess.run([STAGE1, "gc", pod], capture_output=True, timeout=60)
     shutil.rmtree(pod, ignore_errors=True)
+
+
+# -- one spawn ----------------------------------------------------------------------
+
+def _spawns(settings, log):
+    """{row: [us per spawn and reap]} of the native spawn, rows alternating."""
+    sys.path.insert(0, harness.ROOT)
+    from stage1.engine import native
+    from stage1.isolation import seccomp
+    program = seccomp.default_filter().program
+    out = {"default filter": [], "no filter": []}
+    for r in range(settings["rounds"]):
+        log("seccomp: spawn round %d/%d" % (r + 1, settings["rounds"]))
+        for label, prog in _rotate([("default filter", program), ("no filter", None)], r):
+            t0 = time.perf_counter()
+            for _ in range(settings["spawns"]):
+                pid = native.spawn(["/bin/true"], ["true"], [], no_new_privs=True, seccomp=prog)
+                os.waitpid(pid, 0)
+            out[label].append((time.perf_counter() - t0) / settings["spawns"] * 1e6)
+    return out
 
 
 # -- 200 apps -----------------------------------------------------------------------
@@ -185,7 +210,7 @@ def _tail(path):
 
 # -- the report -----------------------------------------------------------------------
 
-def report(loops, pods, settings):
+def report(loops, spawns, pods, settings):
     med = {label: {k: harness.median([r[k] for r in runs]) for k in runs[0]}
            for label, runs in loops.items()}
     base = med["--disable-seccomp"]
@@ -199,6 +224,10 @@ def report(loops, pods, settings):
     prow = [[label, "%.1f ms" % (t * 1000), "%.2fx" % (t / off)] for label, t in pmed.items()]
     pod_table = harness.markdown_table(["pod", "all %d running" % APPS,
                                         "vs --disable-seccomp"], prow)
+    smed = {label: harness.median(v) for label, v in spawns.items()}
+    spawn_table = harness.markdown_table(
+        ["spawn + reap of /bin/true", "per spawn", "vs no filter"],
+        [[label, "%.0f us" % t, "%.2fx" % (t / smed["no filter"])] for label, t in smed.items()])
     per_app = (pmed["default filter"] - off) / APPS * 1e6
     paths = (off - pmed["--disable-seccomp --disable-paths"]) / APPS * 1e6
     return "\n".join([
@@ -209,10 +238,14 @@ def report(loops, pods, settings):
         "the 32-bit ABI; "
         "Linux caches the verdict of a filter that does not look at arguments for each "
         "allowed syscall (5.11+), so an allowed call skips the program." % _insns(),
-        "", "### The spawn path: an isolated pod of %d apps" % APPS, "", pod_table, "",
-        "- from spawning `stage1 run` until every app has exec'd, medians of %d rounds, "
-        "rows rotating; the filter is compiled once for the pod, installed by each child."
-        % settings["pod_rounds"],
+        "", "### The spawn path", "", spawn_table, "",
+        "- %d spawns per row and round, medians of %d rounds: the filter adds %.0f us to "
+        "a spawn." % (settings["spawns"], settings["rounds"],
+                      smed["default filter"] - smed["no filter"]),
+        "", pod_table, "",
+        "- an isolated pod of %d apps, from spawning `stage1 run` until every app has "
+        "exec'd, medians of %d rounds, rows rotating; the filter is compiled once for the "
+        "pod, installed by each child." % (APPS, settings["pod_rounds"]),
         "- the filter costs %.0f us per app; the protected paths %.0f us per app "
         "(mounts in each root, and in each app's copy of the pod's mount namespace)."
         % (per_app, paths),
@@ -220,12 +253,8 @@ def report(loops, pods, settings):
 
 
 def _insns():
-    sys.path.insert(0, harness.ROOT)
-    try:
-        from stage1.isolation import seccomp
-        return seccomp.default_filter().program.length
-    except Exception:
-        return 0
+    from stage1.isolation import seccomp
+    return seccomp.default_filter().program.length
 
 
 if __name__ == "__main__":
