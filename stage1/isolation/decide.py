@@ -165,7 +165,7 @@ class PodIsolation:
                 # CAP_SYS_ADMIN only under no_new_privs; rkt forced it too.
                 options["no_new_privs"] = True
             elif not options.get("no_new_privs") and "caps" in options \
-                    and not options["caps"][1] >> CAP_SYS_ADMIN & 1:
+                    and not (options["caps"][1] >> CAP_SYS_ADMIN) & 1:
                 # Held until exec, for the filter alone (spawn.c).
                 options["caps_until_exec"] = 1 << CAP_SYS_ADMIN
         return launch
