@@ -246,9 +246,8 @@ def report(loops, spawns, pods, settings):
         "- an isolated pod of %d apps, from spawning `stage1 run` until every app has "
         "exec'd, medians of %d rounds, rows rotating; the filter is compiled once for the "
         "pod, installed by each child." % (APPS, settings["pod_rounds"]),
-        "- the filter costs %.0f us per app; the protected paths %.0f us per app "
-        "(mounts in each root, and in each app's copy of the pod's mount namespace)."
-        % (per_app, paths),
+        "- per app, the filter adds %.0f us and the protected paths %.0f us (their mounts "
+        "in each root); a figure below zero is this run's noise." % (per_app, paths),
     ])
 
 
