@@ -27,6 +27,7 @@ setup() {
     # masquerading and portmap drive iptables.
     need_apt /usr/lib/cni/ptp containernetworking-plugins
     need_apt /usr/sbin/iptables iptables
+    need_apt /usr/include/seccomp.h libseccomp-dev      # the native module links libseccomp
     [ -x "$PY" ] || python3 -m venv "$VENV"
     if ! "$PY" -c 'import cffi, prctl, psutil, setuptools, wheel' 2>/dev/null; then
         # A current pip writes console scripts that do not import re (13 ms).
@@ -58,6 +59,7 @@ peers() {
     need_apt /usr/bin/dumb-init dumb-init
     need_apt /usr/bin/catatonit catatonit
     need_apt /usr/bin/supervisord supervisor
+    need_apt /usr/bin/busybox busybox-static    # the seccomp suite's app roots
 }
 
 cmd=${1:-setup}

@@ -130,6 +130,16 @@ def compile_c(source, workdir, name):
     return out
 
 
+def compile_static(source, workdir, name):
+    """cc -O2 -static: a binary that runs in any root, even an empty one."""
+    out = os.path.join(workdir, name)
+    cmd = ["cc", "-O2", "-Wall", "-static", "-o", out, source]
+    done = subprocess.run(cmd, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise BenchError("unable to compile %s: %s" % (source, done.stderr.strip()))
+    return out
+
+
 # -- processes --------------------------------------------------------------
 
 def spawn(argv, *, pass_fd=None, stderr_path=None):

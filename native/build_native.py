@@ -9,7 +9,7 @@ import os
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = ["signals.c", "reap.c", "spawn.c", "ns.c"]
+SOURCES = ["signals.c", "reap.c", "spawn.c", "ns.c", "seccomp.c"]
 
 
 def _cdef():
@@ -26,6 +26,7 @@ ffibuilder.set_source(
     '#include "stage1.h"',
     sources=[os.path.join("native", s) for s in SOURCES],
     include_dirs=[HERE],
+    libraries=["seccomp"],      # Debian's libseccomp-dev (build.sh installs it)
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter",
                         "-Wno-missing-field-initializers"],
 )

@@ -11,10 +11,22 @@
  *   bounding set -> keepcaps -> setgroups -> gid -> uid (last of the ids: it
  *   takes away the right to change the rest) -> capability sets -> ambient ->
  *   no_new_privs -> signal dispositions and mask -> close-on-exec sweep ->
- *   exec.
+ *   seccomp filter -> exec.
  * Signals stay blocked until just before exec, so nothing the init is sent
  * meanwhile runs a handler in the child, and SIGTTOU cannot stop the child
  * while it takes the terminal.
+ *
+ * The seccomp filter comes last so that it judges the app's syscalls and
+ * none of ours: after it the child only calls execve (and, if that fails,
+ * write and _exit to report it).  The kernel installs a filter only for a
+ * process that has no_new_privs set or CAP_SYS_ADMIN in its effective set.
+ * An app without no_new_privs runs as root (the parent forces no_new_privs
+ * on other users that get a filter); when its own set lacks CAP_SYS_ADMIN,
+ * the parent passes it in cap_until_exec, which capset keeps effective and
+ * permitted (never inheritable, never in the bounding set) until exec.  exec
+ * then drops it: a root process's permitted set after exec is its bounding
+ * set plus its inheritable set (capabilities(7), "Capabilities and
+ * execution of programs by root"), and ambient needs inheritable.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -26,6 +38,8 @@
 #include <unistd.h>
 #include <linux/capability.h>
 #include <linux/close_range.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
@@ -96,10 +110,36 @@ static int s1_write_file(const char *path, const char *text)
  * app gets a mount namespace of its own, a copy of the pod's, whose root is
  * the app's root, and the pod's root is unmounted from it.  root must be a
  * mount point (rootfs.py binds it onto itself).  pivot_root(".", ".") stacks
- * the old root on top of the new one, so one detach removes it. */
-static int s1_child_pivot(const char *root)
+ * the old root on top of the new one, so one detach removes it.
+ *
+ * A copy of the pod's namespace holds every app's root, each with its
+ * /proc, /sys, /dev and protected paths: copying it for each app costs
+ * O(apps x mounts).  With a template (the pod's namespace as it was before
+ * any root was mounted, which the init keeps open), the child clones only
+ * its root's tree (open_tree), copies the small template instead, and moves
+ * the tree in at the same path. */
+static int s1_child_new_ns(const char *root, int template_fd)
 {
-    if (unshare(CLONE_NEWNS) < 0)
+    int tree;
+
+    if (template_fd < 0)
+        return unshare(CLONE_NEWNS);
+    tree = (int)syscall(SYS_open_tree, AT_FDCWD, root,
+                        OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    if (tree < 0)
+        return -1;
+    if (syscall(SYS_setns, template_fd, CLONE_NEWNS) < 0 || unshare(CLONE_NEWNS) < 0 ||
+        mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+        syscall(SYS_move_mount, tree, "", AT_FDCWD, root, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+        close(tree);
+        return -1;
+    }
+    return close(tree);
+}
+
+static int s1_child_pivot(const char *root, int template_fd)
+{
+    if (s1_child_new_ns(root, template_fd) < 0)
         return -1;
     /* Nothing done in the app's namespace may propagate to the pod's. */
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
@@ -145,27 +185,28 @@ static int s1_child_capbset(uint64_t keep)
     return 0;
 }
 
-static int s1_child_capset(uint64_t caps)
+static int s1_child_capset(uint64_t caps, uint64_t until_exec)
 {
     struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
     struct __user_cap_data_struct data[2];
     int i;
 
     for (i = 0; i < 2; i++) {
-        data[i].effective = (uint32_t)(caps >> (32 * i));
+        data[i].effective = (uint32_t)((caps | until_exec) >> (32 * i));
         data[i].permitted = data[i].effective;
-        data[i].inheritable = data[i].effective;
+        data[i].inheritable = (uint32_t)(caps >> (32 * i));
     }
     return (int)syscall(SYS_capset, &hdr, data);
 }
 
-/* Ambient capabilities carry the set across exec for a non-root uid. */
+/* The ambient set carries capabilities across exec for a non-root uid; it
+ * is cleared (whatever the init inherited) and only `caps` is raised. */
 static int s1_child_ambient(uint64_t caps)
 {
     int cap;
 
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
-        return errno == EINVAL ? 0 : -1;
+        return errno == EINVAL && !caps ? 0 : -1;    /* EINVAL: before Linux 4.3 */
     for (cap = 0; cap < 64; cap++) {
         if ((caps & (1ULL << cap)) &&
             prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
@@ -214,6 +255,21 @@ static int s1_child_close_fds(int lowfd)
     return 0;
 }
 
+/* The raw call: the program was built by the parent (seccomp.c) and lives
+ * in its memory, which the child shares until exec. */
+static int s1_child_seccomp(const struct s1_spawn *req)
+{
+    struct sock_fprog prog;
+
+    prog.len = (unsigned short)req->seccomp_len;
+    prog.filter = (struct sock_filter *)req->seccomp_prog;
+    if (req->seccomp_len <= 0 || req->seccomp_len > BPF_MAXINSNS) {
+        errno = EINVAL;
+        return -1;
+    }
+    return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
+}
+
 /* Try each candidate as execvp does: EACCES is remembered while the search
  * goes on, not-found errors move on, anything else ends the search. */
 static int s1_child_exec(const struct s1_spawn *req)
@@ -251,7 +307,8 @@ static void s1_child(const struct s1_spawn *req, int errpipe)
     S1_TRY(S1_STEP_RLIMIT, s1_child_rlimits(req));
     if (req->root)
         S1_TRY(req->pivot ? S1_STEP_PIVOT_ROOT : S1_STEP_CHROOT,
-               req->pivot ? s1_child_pivot(req->root) : chroot(req->root));
+               req->pivot ? s1_child_pivot(req->root, req->mnt_template_fd)
+                          : chroot(req->root));
     if (req->cwd)
         S1_TRY(S1_STEP_CHDIR, chdir(req->cwd));
     if (req->umask >= 0)
@@ -268,14 +325,16 @@ static void s1_child(const struct s1_spawn *req, int errpipe)
     if (req->uid != -1)
         S1_TRY(S1_STEP_SETUID, (int)syscall(SYS_setresuid, req->uid, req->uid, req->uid));
     if (req->set_caps) {
-        S1_TRY(S1_STEP_CAPSET, s1_child_capset(req->cap_effective));
-        S1_TRY(S1_STEP_AMBIENT, s1_child_ambient(req->cap_effective));
+        S1_TRY(S1_STEP_CAPSET, s1_child_capset(req->cap_effective, req->cap_until_exec));
+        S1_TRY(S1_STEP_AMBIENT, s1_child_ambient(req->cap_ambient));
     }
     if (req->no_new_privs)
         S1_TRY(S1_STEP_NO_NEW_PRIVS, prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
     S1_TRY(S1_STEP_SIGNALS, s1_child_signals(req));
     if (req->close_fds)
         S1_TRY(S1_STEP_CLOSE_FDS, s1_child_close_fds(req->nfds));
+    if (req->seccomp_prog)
+        S1_TRY(S1_STEP_SECCOMP, s1_child_seccomp(req));
     errno = s1_child_exec(req);
     s1_report(errpipe, S1_STEP_EXEC, errno);
 }

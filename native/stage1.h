@@ -35,12 +35,13 @@ enum {
     S1_STEP_SETGID = 14,
     S1_STEP_SETUID = 15,
     S1_STEP_CAPSET = 16,
-    S1_STEP_AMBIENT = 17,
+    S1_STEP_AMBIENT = 17,     /* clear the ambient set (and raise what is asked) */
     S1_STEP_NO_NEW_PRIVS = 18,
     S1_STEP_SIGNALS = 19,
     S1_STEP_CLOSE_FDS = 20,
     S1_STEP_EXEC = 21,
-    S1_STEP_PIVOT_ROOT = 22   /* in place of CHROOT when pivot is set */
+    S1_STEP_PIVOT_ROOT = 22,  /* in place of CHROOT when pivot is set */
+    S1_STEP_SECCOMP = 23      /* install the filter: the last step before exec */
 };
 
 enum { S1_PGID_KEEP = 0, S1_PGID_NEW_GROUP = 1, S1_PGID_NEW_SESSION = 2 };
@@ -69,6 +70,8 @@ struct s1_spawn {
     const char *root;          /* chroot into it */
     int pivot;                 /* enter root with a mount namespace of its own and
                                   pivot_root instead of chroot (see spawn.c) */
+    int mnt_template_fd;       /* with pivot, >= 0: that namespace is a copy of this
+                                  one with root's tree moved in (see spawn.c) */
     const char *cwd;
     int umask;                 /* -1: keep */
     int ngroups;               /* -1: keep */
@@ -77,8 +80,13 @@ struct s1_spawn {
     int uid;                   /* -1: keep; else the 32 bits of a uid_t */
     int set_caps;              /* apply the capability fields below */
     uint64_t cap_bounding;     /* capabilities to keep in the bounding set */
-    uint64_t cap_effective;    /* effective = permitted = inheritable = ambient */
+    uint64_t cap_effective;    /* effective = permitted = inheritable */
+    uint64_t cap_until_exec;   /* also effective and permitted, not inheritable, for
+                                  the steps after capset (see spawn.c); exec drops them */
+    uint64_t cap_ambient;      /* raised as ambient; the rest of the set is cleared */
     int no_new_privs;
+    const void *seccomp_prog;  /* a BPF program (struct sock_filter[]), or NULL */
+    int seccomp_len;           /* its number of instructions */
     uint64_t sigmask;          /* bit (n-1): signal n blocked in the app */
     uint64_t sigign;           /* bit (n-1): signal n ignored in the app */
 };
@@ -115,6 +123,17 @@ int s1_has_children(void);
 /* spawn.c */
 int s1_spawn(const struct s1_spawn *req, int *step_out, int *errno_out);
 int s1_tty_foreground(int fd, int pgid);
+
+/* seccomp.c ---------------------------------------------------------------
+ * A filter built with libseccomp, exported as a BPF program for the child
+ * to install.  An action is S1_SECCOMP_ALLOW, S1_SECCOMP_KILL (the whole
+ * process, with SIGSYS) or an errno >= 0. */
+enum { S1_SECCOMP_ALLOW = -1, S1_SECCOMP_KILL = -2 };
+enum { S1_SECCOMP_INSN_SIZE = 8, S1_SECCOMP_MAX_INSNS = 4096 };
+
+int s1_seccomp_known(const char *name);
+int s1_seccomp_build(int default_action, const char *const *names, const int *actions,
+                     int n, int *bad_out, void *out, int max_insns);
 
 /* ns.c ------------------------------------------------------------------
  * Namespaces and mounts.  The kernel's numbers, as literals for cffi;

@@ -13,6 +13,12 @@ Apps report what they see from inside (a sh script writing to stdout or
 into a host volume); the tests compare.  `IsoRun` wraps podhelpers.Run:
 whatever happens, it kills and reaps everything it started, then runs
 `stage1 gc` so no cgroup is left on the host.
+
+For what busybox cannot do, tests/probe.c (compiled static once a session,
+the `probe` fixture) makes single system calls and prints their result and
+errno.  An app root can also run the host's dynamically linked programs
+(python3, coreutils): `with_host_usr` links /lib and /lib64 into it and
+gives the app /usr as a read-only host volume.
 """
 import os
 import shutil
@@ -44,6 +50,53 @@ def make_root(path):
     with open(os.path.join(path, "etc", "group"), "w") as f:
         f.write(GROUP)
     return path
+
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture(scope="session")
+def probe():
+    """The path of tests/probe.c compiled static (any root can run it)."""
+    out = tempfile.mkdtemp(prefix="s1-probe-")
+    binary = os.path.join(out, "probe")
+    r = subprocess.run(["cc", "-static", "-O", "-Wall", "-o", binary,
+                        os.path.join(HERE, "probe.c")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    yield binary
+    shutil.rmtree(out, ignore_errors=True)
+
+
+def install(binary, root, name=None):
+    """Copy a (static) binary into an app root's /bin."""
+    target = os.path.join(root, "bin", name or os.path.basename(binary))
+    shutil.copy2(binary, target)
+    return "/bin/" + os.path.basename(target)
+
+
+def probe_results(out):
+    """{op: (result, errno)} of the probe's lines in out (the last of each op)."""
+    found = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1].lstrip("-").isdigit() and parts[2].isdigit():
+            found[parts[0]] = (int(parts[1]), int(parts[2]))
+    return found
+
+
+def with_host_usr(pod, name):
+    """Let app `name` run the host's /usr (read-only): lib links in its root,
+    a host volume on /usr."""
+    root = pod.app_root(name)
+    for link in ("lib", "lib64"):
+        os.symlink("usr/" + link, os.path.join(root, link))
+    volumes = pod.manifest.setdefault("volumes", [])
+    if not any(v["name"] == "host-usr" for v in volumes):
+        volumes.append({"name": "host-usr", "kind": "host", "source": "/usr", "readOnly": True})
+    for runtime in pod.manifest["apps"]:
+        if runtime["name"] == name:
+            runtime.setdefault("mounts", []).append({"volume": "host-usr", "path": "/usr"})
+    pod.write()
 
 
 def sh_app(name, script, *, annotations=None, user="0", group="0", **fields):

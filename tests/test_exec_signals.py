@@ -72,7 +72,8 @@ def test_fault_signals_sent_with_kill_are_forwarded_and_the_init_survives(procs,
     for i, sig in enumerate(FAULTS + [signal.SIGSYS]):
         init.kill(sig)
         rec.wait_signals(i + 1)
-        assert init.running()
+        # After the last one the app exits by itself (code 5), and so may the init.
+        assert init.running() or i == len(FAULTS)
     assert rec.signals() == FAULTS + [signal.SIGSYS]
     assert init.wait() == 5
 

@@ -9,9 +9,8 @@ reaped by spawn itself.
 
 Steps that cannot fail from here, and so have no test: setsid and setpgid
 (a freshly forked child is never a group or session leader), umask (cannot
-fail), keepcaps (only with SECBIT_KEEP_CAPS_LOCKED), ambient (capset has
-already checked what ambient needs), no_new_privs, restoring signals and
-marking fds close-on-exec (no failure for valid arguments).
+fail), keepcaps (only with SECBIT_KEEP_CAPS_LOCKED), no_new_privs, restoring
+signals and marking fds close-on-exec (no failure for valid arguments).
 """
 import errno
 import json
@@ -132,6 +131,66 @@ def test_step_capset_outside_the_bounding_set():
     # Keep nothing in the bounding set, then ask for CAP_CHOWN (0) as
     # inheritable: no new inheritable capability outside the bounding set.
     check(failure(caps=(0, 1 << 0)), "set capabilities", errno.EPERM)
+
+
+def test_step_ambient_outside_permitted_and_inheritable():
+    # An ambient capability must be permitted and inheritable: CAP_KILL (5) is neither.
+    check(failure(caps=(1 << 0, 1 << 0), ambient=1 << 5), "set ambient capabilities",
+          errno.EPERM)
+
+
+def test_ambient_set_is_cleared_and_raised_only_as_asked():
+    status = "grep -E '^Cap(Amb|Eff):' /proc/self/status"
+    read, write = os.pipe()
+    for ambient, expected in ((0, 0), (1 << 5, 1 << 5)):
+        pid = spawn(candidates=["/bin/sh"], argv=["sh", "-c", status], fd_map=[0, write, 2],
+                    caps=((1 << 0) | (1 << 5), (1 << 0) | (1 << 5)), ambient=ambient)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        fields = dict(line.split(":") for line in os.read(read, 4096).decode().splitlines())
+        assert int(fields["CapAmb"], 16) == expected
+    os.close(read)
+    os.close(write)
+
+
+def _filter(name, action):
+    """A filter that gives `action` to the one syscall `name`."""
+    return native.seccomp_compile(native.SECCOMP_ALLOW, [(name, action)])
+
+
+def test_step_seccomp_without_no_new_privs_or_cap_sys_admin():
+    # The kernel takes a filter from a process with no_new_privs or
+    # CAP_SYS_ADMIN: here it has neither (the bounding set keeps CAP_CHOWN).
+    check(failure(caps=(1 << 0, 1 << 0), seccomp=_filter("mkdir", errno.EPERM)),
+          "install the seccomp filter", errno.EACCES)
+
+
+def test_step_seccomp_with_a_program_the_kernel_refuses():
+    bad = native.SeccompProgram(native.ffi.new("char[]", 8 * 2), 2)   # two zero instructions
+    check(failure(no_new_privs=True, seccomp=bad), "install the seccomp filter", errno.EINVAL)
+
+
+def test_cap_sys_admin_until_exec_installs_the_filter_and_does_not_reach_the_app():
+    status = "grep -E '^(CapEff|CapPrm|Seccomp):' /proc/self/status; mkdir /proc/x"
+    read, write = os.pipe()
+    pid = spawn(candidates=["/bin/sh"], argv=["sh", "-c", status], fd_map=[0, write, write],
+                caps=(1 << 0, 1 << 0), caps_until_exec=1 << 21,
+                seccomp=_filter("mkdir", errno.ENOTSUP))
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0
+    os.close(write)
+    out = os.read(read, 4096).decode()
+    os.close(read)
+    fields = dict(line.split(":", 1) for line in out.splitlines() if line.startswith(("Cap", "Secc")))
+    assert int(fields["CapEff"], 16) == int(fields["CapPrm"], 16) == 1 << 0
+    assert fields["Seccomp"].strip() == "2"
+    assert os.strerror(errno.ENOTSUP) in out
+
+
+def test_the_filter_is_the_last_step_its_kill_is_the_apps():
+    # A filter that kills execve: every step of the child ran before it (the
+    # spawn gets that far), and the child dies of SIGSYS at exec.
+    pid = spawn(no_new_privs=True, seccomp=_filter("execve", native.SECCOMP_KILL))
+    status = os.waitpid(pid, 0)[1]
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == 31
 
 
 # Credentials: run as root without CAP_SETUID, CAP_SETGID and CAP_SETPCAP

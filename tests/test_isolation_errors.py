@@ -17,6 +17,13 @@ def _caps(kind, *names):
     return _iso("os/linux/capabilities-%s-set" % kind, {"set": list(names)})
 
 
+def _seccomp(kind, items, errno=None):
+    value = {"set": items}
+    if errno is not None:
+        value["errno"] = errno
+    return _iso("os/linux/seccomp-%s-set" % kind, value)
+
+
 def _memory(limit):
     return _iso("resource/memory", {"limit": limit})
 
@@ -66,6 +73,34 @@ CASES = [
     ("retain and remove", isolators(_caps("retain", "CAP_KILL"), _caps("remove", "CAP_KILL")),
      "apps[0].app.isolators[1]: os/linux/capabilities-remove-set cannot be used with "
      "os/linux/capabilities-retain-set (apps[0].app.isolators[0])"),
+    ("unknown syscall", isolators(_seccomp("retain", ["read", "nosuchcall"])),
+     "apps[0].app.isolators[0].value.set[1]: unknown syscall 'nosuchcall'"),
+    ("unknown seccomp wildcard", isolators(_seccomp("remove", ["@systemd/mount"])),
+     "apps[0].app.isolators[0].value.set[0]: unknown seccomp wildcard '@systemd/mount'"),
+    ("empty seccomp set", isolators(_seccomp("retain", [])),
+     "apps[0].app.isolators[0].value: must be an object with a non-empty \"set\" list"),
+    ("seccomp set not a list", isolators(_seccomp("retain", "read")),
+     "apps[0].app.isolators[0].value: must be an object with a non-empty \"set\" list"),
+    ("seccomp entry not a string", isolators(_seccomp("remove", ["mount", 165])),
+     "apps[0].app.isolators[0].value.set[1]: must be a syscall name or a wildcard"),
+    ("errno not upper case", isolators(_seccomp("remove", ["mount"], "eperm")),
+     "apps[0].app.isolators[0].value.errno: must be the name of an errno such as \"EPERM\", "
+     "not \"eperm\""),
+    ("unknown errno", isolators(_seccomp("remove", ["mount"], "ENOPE")),
+     "apps[0].app.isolators[0].value.errno: must be the name of an errno"),
+    ("errno not a string", isolators(_seccomp("remove", ["mount"], 1)),
+     "apps[0].app.isolators[0].value.errno: must be the name of an errno"),
+    ("seccomp retain and remove", isolators(_seccomp("remove", ["mount"]),
+                                            _seccomp("retain", ["@rkt/default-whitelist"])),
+     "apps[0].app.isolators[1]: os/linux/seccomp-retain-set cannot be used with "
+     "os/linux/seccomp-remove-set (apps[0].app.isolators[0])"),
+    ("two seccomp sets", isolators(_seccomp("remove", ["mount"]), _seccomp("remove", ["bpf"])),
+     "apps[0].app.isolators[1]: os/linux/seccomp-remove-set is given twice"),
+    ("remove every syscall", isolators(_seccomp("remove", ["@appc.io/all"])),
+     "apps[0].app.isolators[0].value.set[0]: @appc.io/all cannot be removed"),
+    ("seccomp wildcards and names together", isolators(
+        _seccomp("retain", ["@appc.io/empty", "@docker/default-whitelist", "mount"], "")),
+     None),
     ("memory does not parse", isolators(_memory("12X")),
      "apps[0].app.isolators[0].value.limit: '12X' is not a quantity"),
     ("memory not a string", isolators(_memory(512)),
@@ -141,10 +176,15 @@ def test_app_root_not_a_directory(podbase):
     assert "apps[0].name: the root of app a, %s, is not a directory" % pod.app_root("a") in err
 
 
-def test_an_error_in_an_image_manifest_names_the_image_manifest(podbase):
+@pytest.mark.parametrize("isolator, message", [
+    (_caps("retain", "CAP_NOPE"), 'app.isolators[0].value.set[0]: unknown capability "CAP_NOPE"'),
+    (_seccomp("retain", ["@rkt/default-whitelist", "nope"]),
+     "app.isolators[0].value.set[1]: unknown syscall 'nope'"),
+], ids=["capability", "syscall"])
+def test_an_error_in_an_image_manifest_names_the_image_manifest(podbase, isolator, message):
     pod = IsoPod(podbase, [sh_app("a", "true")])
     body = pod.manifest["apps"][0].pop("app")
-    body["isolators"] = [_caps("retain", "CAP_NOPE")]
+    body["isolators"] = [isolator]
     with open(os.path.join(pod.app_dir("a"), "manifest"), "w") as f:
         json.dump({"acKind": "ImageManifest", "acVersion": "0.8.11", "name": "x/a",
                    "app": body}, f)
@@ -152,7 +192,7 @@ def test_an_error_in_an_image_manifest_names_the_image_manifest(podbase):
     code, _, err = iso_run(pod)
     assert code == 254
     where = os.path.join(pod.app_dir("a"), "manifest")
-    assert "%s: app.isolators[0].value.set[0]: unknown capability \"CAP_NOPE\"" % where in err
+    assert "%s: %s" % (where, message) in err
 
 
 @pytest.mark.parametrize("flag, message", [
@@ -160,6 +200,7 @@ def test_an_error_in_an_image_manifest_names_the_image_manifest(podbase):
                                    "supported yet"),
     ("--ipc=shared", "--ipc=shared: must be auto, private or parent"),
     ("--hostname=" + "h" * 65, "a hostname has at most 64 bytes"),
+    ("--disable-seccomp=maybe", "--disable-seccomp=maybe: must be true or false"),
 ])
 def test_bad_flags(podbase, flag, message):
     pod = IsoPod(podbase, [sh_app("a", "touch /ran")])

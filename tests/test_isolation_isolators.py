@@ -10,7 +10,8 @@ from isohelpers import podbase  # noqa: F401 (a fixture)
 from isohelpers import IsoPod, IsoRun, iso_run, sh_app, wait_for
 from stage1.pod import isolators
 
-STATUS = "grep -E '^(CapBnd|CapEff|CapPrm|NoNewPrivs):' /proc/self/status; cat /proc/self/oom_score_adj"
+STATUS = ("grep -E '^(CapBnd|CapEff|CapPrm|CapAmb|NoNewPrivs):' /proc/self/status; "
+          "cat /proc/self/oom_score_adj")
 
 
 def _caps(names):
@@ -37,6 +38,7 @@ def test_default_capabilities_are_appcs_default_set(podbase):
     seen, err = _run_isolated(podbase)
     default = _caps(isolators.DEFAULT_CAPS)
     assert seen["CapBnd"] == seen["CapEff"] == seen["CapPrm"] == default
+    assert seen["CapAmb"] == 0          # rkt gives none; stage1 raised the set before
     assert (seen["NoNewPrivs"], err) == (0, "")
 
 
@@ -66,7 +68,7 @@ def test_a_dropped_capability_is_really_gone(podbase):
 def test_a_non_root_user_gets_the_bounding_set_and_no_capabilities(podbase):
     seen, _ = _run_isolated(podbase, [], user="alice", group="staff")
     assert seen["CapBnd"] == _caps(isolators.DEFAULT_CAPS)
-    assert seen["CapEff"] == seen["CapPrm"] == 0
+    assert seen["CapEff"] == seen["CapPrm"] == seen["CapAmb"] == 0
 
 
 def test_disable_capabilities_restriction_leaves_them_all(podbase):
@@ -74,6 +76,19 @@ def test_disable_capabilities_restriction_leaves_them_all(podbase):
     with open("/proc/self/status") as f:
         mine = [int(l.split()[1], 16) for l in f if l.startswith("CapBnd:")][0]
     assert seen["CapBnd"] == mine
+
+
+def test_enter_leaves_the_capabilities_alone_when_the_run_did(podbase):
+    from isohelpers import stage1_cmd
+    pod = IsoPod(podbase, [sh_app("a", "exec sleep 60")])
+    with IsoRun(pod, "--disable-capabilities-restriction"):
+        pod.wait_state("a", "running")
+        done = stage1_cmd("enter", pod.path, "--app", "a", "--", "grep", "CapBnd",
+                          "/proc/self/status")
+    assert done.returncode == 0, done.stderr
+    with open("/proc/self/status") as f:
+        mine = [int(l.split()[1], 16) for l in f if l.startswith("CapBnd:")][0]
+    assert int(done.stdout.split()[1], 16) == mine
 
 
 def test_no_new_privileges(podbase):
@@ -184,17 +199,17 @@ def test_devices_cgroup_keeps_apps_off_the_hosts_disks(podbase):
 
 
 def test_unapplied_isolators_are_reported_once_each(podbase):
-    seccomp = {"name": "os/linux/seccomp-retain-set", "value": {"set": ["@appc.io/all"]}}
+    block = {"name": "resource/block-bandwidth", "value": {"default": True, "limit": "1M"}}
     bandwidth = {"name": "resource/network-bandwidth", "value": {"default": True, "limit": "1G"}}
     nnp = {"name": "os/linux/no-new-privileges", "value": True}
-    pod = IsoPod(podbase, [sh_app("a", "true", isolators=[seccomp, nnp]),
-                            sh_app("b", "true", isolators=[seccomp, bandwidth])],
+    pod = IsoPod(podbase, [sh_app("a", "true", isolators=[block, nnp]),
+                            sh_app("b", "true", isolators=[block, bandwidth])],
                  isolators=[{"name": "os/linux/selinux-context", "value": {}}])
     code, out, err = iso_run(pod)
     assert code == 0
     lines = err.splitlines()
     assert len(lines) == 3, err
     assert "os/linux/selinux-context (isolators[0]) is not applied" in lines[0]
-    assert "os/linux/seccomp-retain-set (apps[0].app.isolators[0]) is not applied" in lines[1]
+    assert "resource/block-bandwidth (apps[0].app.isolators[0]) is not applied" in lines[1]
     assert "resource/network-bandwidth (apps[1].app.isolators[1]) is not applied" in lines[2]
     assert all("stage1 does not implement it" in l for l in lines)

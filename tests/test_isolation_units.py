@@ -28,9 +28,9 @@ def test_bad_quantities(text):
 def test_limits_round_up_to_whole_units():
     limits, unapplied = isolators.parse([
         ("resource/memory", {"limit": "1.5"}, "w0"), ("resource/cpu", {"limit": "0.0001"}, "w1"),
-        ("os/linux/seccomp-remove-set", {"set": ["reboot"]}, "w2")])
+        ("os/linux/selinux-context", {"user": "u"}, "w2")])
     assert limits.memory == (2, 2) and limits.cpu == (1, 1)
-    assert unapplied == [("os/linux/seccomp-remove-set", "w2")]
+    assert unapplied == [("os/linux/selinux-context", "w2")]
 
 
 def test_only_resources_apply_to_the_pod():

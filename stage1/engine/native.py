@@ -24,9 +24,10 @@ STEP_NAMES = {
     lib.S1_STEP_UMASK: "umask", lib.S1_STEP_CAPBSET: "drop bounding capabilities",
     lib.S1_STEP_KEEPCAPS: "keep capabilities", lib.S1_STEP_SETGROUPS: "setgroups",
     lib.S1_STEP_SETGID: "setgid", lib.S1_STEP_SETUID: "setuid",
-    lib.S1_STEP_CAPSET: "set capabilities", lib.S1_STEP_AMBIENT: "raise ambient capabilities",
+    lib.S1_STEP_CAPSET: "set capabilities", lib.S1_STEP_AMBIENT: "set ambient capabilities",
     lib.S1_STEP_NO_NEW_PRIVS: "set no_new_privs", lib.S1_STEP_SIGNALS: "restore signals",
-    lib.S1_STEP_CLOSE_FDS: "close fds", lib.S1_STEP_EXEC: "exec",
+    lib.S1_STEP_CLOSE_FDS: "close fds", lib.S1_STEP_SECCOMP: "install the seccomp filter",
+    lib.S1_STEP_EXEC: "exec",
 }
 STEP_EXEC = lib.S1_STEP_EXEC
 PGID_KEEP, PGID_NEW_GROUP, PGID_NEW_SESSION = (
@@ -202,13 +203,20 @@ def _cstrings(items, keep):
 
 def spawn(candidates, argv, env, *, fd_map=None, close_fds=False,
           pgid_mode=PGID_KEEP, tty_fd=-1, cgroup_procs=(), oom_score_adj=None,
-          rlimits=(), root=None, pivot=False, cwd=None, umask=-1, groups=None, gid=-1,
-          uid=-1, caps=None, no_new_privs=False, sigmask=0, sigign=0):
+          rlimits=(), root=None, pivot=False, mnt_template=-1, cwd=None, umask=-1,
+          groups=None, gid=-1,
+          uid=-1, caps=None, caps_until_exec=0, ambient=0, no_new_privs=False,
+          seccomp=None, sigmask=0, sigign=0):
     """Fork and exec; return the pid once exec has succeeded.
 
     `candidates` are the paths to try in turn (the parent does the PATH
-    search); `env` is a list of b"K=V" or str.  `caps` is None to leave
-    capabilities alone, else (bounding set, effective set) as bit masks.
+    search); `env` is a list of b"K=V" or str.  With `pivot`, `mnt_template`
+    is the fd of a mount namespace the app's is copied from (spawn.c).
+    `caps` is None to leave
+    capabilities alone, else (bounding set, effective set) as bit masks;
+    with them, `caps_until_exec` stays effective until exec (what a filter
+    needs without no_new_privs, spawn.c) and `ambient` is the ambient set
+    (cleared otherwise).  `seccomp` is a SeccompProgram, installed last.
     Raises SpawnError naming the step that failed."""
     keep = []
     req = ffi.new("struct s1_spawn *")
@@ -229,6 +237,7 @@ def spawn(candidates, argv, env, *, fd_map=None, close_fds=False,
         if rlimits else ffi.NULL
     req.root = keep_ptr(keep, "char[]", os.fsencode(root)) if root else ffi.NULL
     req.pivot = int(pivot)
+    req.mnt_template_fd = mnt_template
     req.cwd = keep_ptr(keep, "char[]", os.fsencode(cwd)) if cwd else ffi.NULL
     req.umask = umask
     req.ngroups = -1 if groups is None else len(groups)
@@ -239,7 +248,10 @@ def spawn(candidates, argv, env, *, fd_map=None, close_fds=False,
     if caps is not None:
         req.set_caps = 1
         req.cap_bounding, req.cap_effective = caps
+        req.cap_until_exec, req.cap_ambient = caps_until_exec, ambient
     req.no_new_privs = int(no_new_privs)
+    if seccomp is not None:
+        req.seccomp_prog, req.seccomp_len = seccomp.data, seccomp.length
     req.sigmask, req.sigign = sigmask, sigign
     step = ffi.new("int *")
     err = ffi.new("int *")
@@ -249,6 +261,47 @@ def spawn(candidates, argv, env, *, fd_map=None, close_fds=False,
                          {lib.S1_STEP_CHDIR: cwd, lib.S1_STEP_CHROOT: root,
                           lib.S1_STEP_PIVOT_ROOT: root})
     return pid
+
+
+# -- seccomp (seccomp.c) ----------------------------------------------------------
+
+SECCOMP_ALLOW, SECCOMP_KILL = lib.S1_SECCOMP_ALLOW, lib.S1_SECCOMP_KILL
+
+
+class SeccompProgram:
+    """A compiled filter: BPF instructions in memory that lives as long as
+    this object, read by the child of every spawn that uses it."""
+    __slots__ = ("data", "length")
+
+    def __init__(self, data, length):
+        self.data, self.length = data, length
+
+    def instructions(self):
+        return bytes(ffi.buffer(self.data, self.length * lib.S1_SECCOMP_INSN_SIZE))
+
+
+def seccomp_known(name):
+    """Whether libseccomp knows the syscall name (on any architecture)."""
+    return bool(lib.s1_seccomp_known(os.fsencode(name)))
+
+
+def seccomp_compile(default_action, rules):
+    """[(syscall name, action)] and the default action (SECCOMP_ALLOW,
+    SECCOMP_KILL or an errno) -> SeccompProgram.  ValueError names a
+    syscall libseccomp does not know; OSError for anything else."""
+    keep = []
+    names = _cstrings([name for name, _ in rules], keep)
+    actions = ffi.new("int[]", [action for _, action in rules] or [0])
+    bad = ffi.new("int *")
+    out = ffi.new("char[]", lib.S1_SECCOMP_MAX_INSNS * lib.S1_SECCOMP_INSN_SIZE)
+    n = lib.s1_seccomp_build(default_action, names, actions, len(rules), bad, out,
+                             lib.S1_SECCOMP_MAX_INSNS)
+    if n < 0 and bad[0] >= 0 and not seccomp_known(rules[bad[0]][0]):
+        raise ValueError("unknown syscall %r" % rules[bad[0]][0])
+    _check_what(n, "unable to build a seccomp filter")
+    data = ffi.new("char[]", n * lib.S1_SECCOMP_INSN_SIZE)
+    ffi.memmove(data, out, n * lib.S1_SECCOMP_INSN_SIZE)
+    return SeccompProgram(data, n)
 
 
 def keep_ptr(keep, ctype, init):

@@ -6,19 +6,25 @@ A pod is isolated when any of its apps has a root under
 applies and every isolator, mount and isolation flag is reported as not
 applied, as before isolation existed.
 
-`check` runs before anything starts: app roots, volumes, mount targets and
-flags are validated there (the isolators were, with the manifest), and
-every error is one line naming its place (exit 254).  The PodIsolation it
+`check` runs before anything starts: app roots, volumes, mount targets,
+seccomp filters (compiled here, once per distinct rule set) and flags are
+validated there (the other isolators were, with the manifest), and every
+error is one line naming its place (exit 254).  The PodIsolation it
 returns holds everything decided: namespaces, hostname, each app's root,
-mounts, limits and spawn options, the CNI networks (network.py) and the
-DNS files (dns.py); host.py carries it out.
+mounts, limits, filter and spawn options, the CNI networks (network.py)
+and the DNS files (dns.py); host.py carries it out.
+
+rkt's insecure options arrive as flags: --disable-capabilities-restriction,
+--disable-paths (no protected paths in the app roots, rootfs.py) and
+--disable-seccomp (no filter).  The run records them in POD/isolation so
+that `stage1 enter` applies what the apps got.
 """
 import os
 import posixpath
 import stat
 
-from stage1.engine import native
-from stage1.isolation import cgroups, dns, network, rootfs
+from stage1.engine import native, status
+from stage1.isolation import cgroups, dns, network, rootfs, seccomp
 from stage1.pod import isolators
 from stage1.pod.errors import ManifestError, PodError
 
@@ -30,6 +36,7 @@ NOT_IMPLEMENTED = "stage1 does not implement it"
 NOT_ISOLATED = "this pod runs without isolation"
 RESERVED_TARGETS = ("/", "/proc", "/sys", "/dev")
 SIGCHLD, SIGTERM = 17, 15
+CAP_SYS_ADMIN = 21
 
 
 def error_text(err):
@@ -42,10 +49,12 @@ def error_text(err):
 class AppIsolation:
     """One app's root, mounts and limits, as decided at plan time."""
 
-    def __init__(self, name, root, limits, mounts=(), read_only=False, unapplied=()):
+    def __init__(self, name, root, limits, mounts=(), read_only=False, unapplied=(),
+                 seccomp_filter=None):
         self.name, self.root = name, root
         self.limits, self.mounts, self.read_only = limits, mounts, read_only
         self.unapplied = unapplied
+        self.seccomp = seccomp_filter   # seccomp.Filter, compiled; None: no filter
         self.notify = False             # speaks sd_notify: the socket goes in its root
 
 
@@ -65,15 +74,53 @@ class PodIsolation:
         self.dns = None              # dns.DnsPlan
         self.private_ipc = True
         self.caps_disabled = False
+        self.seccomp_disabled = False
+        self.paths_disabled = False
         self.console = "/dev/null"
         self.layout = None
         self.needs_cgroups = False
         self.default_caps = 0
+        self.mnt_template = -1       # the init's: its namespace before any app root
+        self._before_template = []   # launches made before it (bind): given it then
         self.log = None              # the init's, once it runs
 
     @property
     def record_path(self):
         return os.path.join(self.poddir.path, "cgroups")
+
+    @property
+    def options_path(self):
+        return os.path.join(self.poddir.path, "isolation")
+
+    def save_options(self, log):
+        """What `stage1 enter` must apply as the apps got it."""
+        doc = {"capabilities": not self.caps_disabled, "seccomp": not self.seccomp_disabled,
+               "paths": not self.paths_disabled}
+        try:
+            status.write_json(self.options_path, doc)
+        except OSError as err:
+            log.warn("unable to write %s: %s (stage1 enter will restrict in full)"
+                     % (self.options_path, err.strerror))
+
+    def load_options(self):
+        """Those a run recorded; a pod that recorded none gets them all."""
+        try:
+            doc = status.read_json(self.options_path)
+        except (OSError, ValueError):
+            doc = {}
+        self.caps_disabled = doc.get("capabilities") is False
+        self.seccomp_disabled = doc.get("seccomp") is False
+        self.paths_disabled = doc.get("paths") is False
+
+    @property
+    def writable_sysctls(self):
+        """The pod's own namespaced sysctls, left writable under a read-only
+        /proc/sys: the kernel lets the pod's root set them for its own
+        namespaces only (UTS always; IPC and network when the pod has its own)."""
+        out = rootfs.UTS_SYSCTLS
+        out += rootfs.IPC_SYSCTLS if self.private_ipc else ()
+        out += rootfs.NET_SYSCTLS if self.net == NET_NONE else ()
+        return out
 
     # -- spawn options -------------------------------------------------------
 
@@ -93,11 +140,15 @@ class PodIsolation:
         app.launch = launch(app.spec.exec)
 
     def isolate_launch(self, a, launch):
-        """A spawn.Launch run inside the app: root, cgroups, capabilities."""
+        """A spawn.Launch run inside the app: root, cgroups, capabilities,
+        no_new_privs, seccomp."""
         launch.root = a.root
         # pivot_root in a mount namespace of the app's own: a chroot alone
         # is left by any app that keeps CAP_SYS_CHROOT.
         launch.options["pivot"] = True
+        launch.options["mnt_template"] = self.mnt_template
+        if self.mnt_template < 0:
+            self._before_template.append(launch)
         launch.cwd = launch.cwd or "/"
         launch.env = [NOTIFY_ENV + NOTIFY_PATH if e.startswith(NOTIFY_ENV) else e
                       for e in launch.env]
@@ -108,12 +159,22 @@ class PodIsolation:
             options["oom_score_adj"] = a.limits.oom_score_adj
         if a.limits.no_new_privs:
             options["no_new_privs"] = True
+        as_root = launch.uid == 0 or (launch.uid == -1 and os.geteuid() == 0)
         if not self.caps_disabled:
             bounding = a.limits.caps if a.limits.caps is not None else self.default_caps
             # rkt's rule: capabilities bound root apps; other users get none
-            # in their process sets (ambient capabilities are not given).
-            as_root = launch.uid == 0 or (launch.uid == -1 and os.geteuid() == 0)
+            # in their process sets, and nobody gets ambient capabilities.
             options["caps"] = (bounding, bounding if as_root else 0)
+        if a.seccomp is not None and not self.seccomp_disabled:
+            options["seccomp"] = a.seccomp.program
+            if not as_root:
+                # The kernel takes a filter from a process without
+                # CAP_SYS_ADMIN only under no_new_privs; rkt forced it too.
+                options["no_new_privs"] = True
+            elif not options.get("no_new_privs") and "caps" in options \
+                    and not (options["caps"][1] >> CAP_SYS_ADMIN) & 1:
+                # Held until exec, for the filter alone (spawn.c).
+                options["caps_until_exec"] = 1 << CAP_SYS_ADMIN
         return launch
 
     # -- the host side -------------------------------------------------------
@@ -178,6 +239,15 @@ class PodIsolation:
         native.sethostname(self.hostname)
         if self.net == NET_NONE:
             native.loopback_up()
+        # The namespace as it is now, before any app root, is kept as the
+        # template of every app's (spawn.c): the init goes on in a copy of
+        # it, where the roots are mounted, and an app copies the template
+        # and its own root's tree, not every root of the pod.
+        self.mnt_template = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        native.unshare(native.CLONE_NEWNS)
+        for launch in self._before_template:
+            launch.options["mnt_template"] = self.mnt_template
+        self._before_template = []
 
     def share_apps(self):
         """A mutable pod's apps directory, shared from the host (rootfs.share_apps)."""
@@ -194,11 +264,17 @@ class PodIsolation:
 
     def prepare_roots(self):
         for a in self.apps.values():
-            prepare_app(a, self.console, self.dns_files)
+            prepare_app(a, self.console, self.dns_files, self.protected_paths)
 
     @property
     def dns_files(self):
         return self.dns.files if self.dns is not None else ()
+
+    @property
+    def protected_paths(self):
+        """What rootfs.prepare protects: None with --disable-paths, else
+        the sysctls that stay writable."""
+        return None if self.paths_disabled else self.writable_sysctls
 
     def bind_notify_socket(self, apps=None):
         """The sd_notify socket, created by the live pod after the roots,
@@ -217,19 +293,19 @@ class PodIsolation:
         """stage1 app add in a running isolated pod: check, cgroups, root."""
         if not self.isolated:
             return
-        a = check_app(app.spec, pod, self.poddir)
+        a = check_app(app.spec, pod, self.poddir, self.seccomp_disabled)
         if self.layout is not None:
             cgroups.create_app(self.layout, self.record_path, a.name, a.limits)
         self.apps[a.name] = a
         self.bind(app)
-        prepare_app(a, self.console, self.dns_files)
+        prepare_app(a, self.console, self.dns_files, self.protected_paths)
         self.bind_notify_socket([a])
 
 
-def prepare_app(a, console, dns_files=()):
+def prepare_app(a, console, dns_files=(), protect=()):
     try:
         extra = (NOTIFY_PATH,) if a.notify else ()
-        rootfs.prepare(a.root, a.mounts, a.read_only, console, extra, dns_files)
+        rootfs.prepare(a.root, a.mounts, a.read_only, console, extra, dns_files, protect)
     except OSError as err:
         raise PodError("app %s: unable to prepare its root %s: %s"
                        % (a.name, a.root, error_text(err)))
@@ -274,7 +350,7 @@ def check(pod, poddir, opts):
     iso.pod_limits = pod.limits
     iso.unapplied = [(n, w, NOT_IMPLEMENTED) for n, w in pod.unapplied]
     for spec in pod.apps:
-        a = check_app(spec, pod, poddir)
+        a = check_app(spec, pod, poddir, iso.seccomp_disabled)
         iso.unapplied.extend((n, w, NOT_IMPLEMENTED) for n, w in a.unapplied)
         iso.apps[spec.name] = a
     iso.needs_cgroups = iso.pod_limits.needs_cgroups or any(
@@ -293,7 +369,9 @@ def _flags(iso, opts, pod):
     if ipc not in ("auto", "private", "parent", True, ""):
         raise PodError("--ipc=%s: must be auto, private or parent" % ipc)
     iso.private_ipc = ipc != "parent"
-    iso.caps_disabled = "--disable-capabilities-restriction" in flags
+    iso.caps_disabled = _flag_on(flags, "--disable-capabilities-restriction")
+    iso.seccomp_disabled = _flag_on(flags, "--disable-seccomp")
+    iso.paths_disabled = _flag_on(flags, "--disable-paths")
     iso.hostname = _hostname(flags.get("--hostname"), iso.poddir)
     iso.dns = dns.plan(flags.get("--dns-conf-mode"), iso.hostname, iso.poddir.stage1_root)
     if opts.interactive and os.isatty(0):
@@ -315,6 +393,18 @@ def _net(iso, flags, pod):
         local_config = network.DEFAULT_LOCAL_CONFIG
     iso.net = NET_CNI
     iso.networks = network.plan(wanted, local_config, iso.poddir, pod)
+
+
+def _flag_on(flags, name):
+    """rkt passes its insecure options bare; Go's flags also take =false."""
+    value = flags.get(name)
+    if value is None:
+        return False
+    if value is True or value == "" or value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise PodError("%s=%s: must be true or false" % (name, value))
 
 
 def _hostname(given, poddir):
@@ -361,15 +451,30 @@ def _layout(iso, poddir):
     return cgroups.Layout(os.path.basename(poddir.path), hierarchy_list)
 
 
-def check_app(spec, pod, poddir):
+def check_app(spec, pod, poddir, seccomp_disabled=False):
     source, body = spec.app_source
     root = poddir.app_root(spec.name)
     if not os.path.isdir(root):
         what = "is not a directory" if os.path.lexists(root) else "does not exist"
         raise ManifestError("pod", "apps[%d].name" % spec.index,
                                      "the root of app %s, %s, %s" % (spec.name, root, what))
-    return AppIsolation(spec.name, root, spec.limits, check_mounts(spec, pod, poddir),
-                        spec.read_only_rootfs, spec.unapplied)
+    mounts = check_mounts(spec, pod, poddir)
+    return AppIsolation(spec.name, root, spec.limits, mounts, spec.read_only_rootfs,
+                        spec.unapplied, app_filter(spec, seccomp_disabled))
+
+
+def app_filter(spec, disabled):
+    """The app's seccomp.Filter, compiled now (once per distinct rule set),
+    so that no spawn pays for it; None without one."""
+    if disabled:
+        return None
+    found = seccomp.for_app(spec.limits)
+    if found is not None:
+        try:
+            found.program
+        except (OSError, ValueError) as err:
+            raise PodError("app %s: %s" % (spec.name, error_text(err)))
+    return found
 
 
 def _target(path, source, where):
@@ -461,13 +566,16 @@ def _explain_host_source(vol, err):
 
 def for_enter(spec, poddir):
     """What `stage1 enter` applies to a command run in an app of an
-    isolated pod: the app's root, capabilities, no_new_privs,
-    oom_score_adj and the cgroups the pod recorded.  Nothing is checked
-    that the run did not check already."""
+    isolated pod: the app's root (with its protected paths, mounted by the
+    pod), capabilities, no_new_privs, seccomp filter, oom_score_adj and the
+    cgroups the pod recorded, as far as the run's insecure options left
+    them.  Nothing is checked that the run did not check already."""
     iso = PodIsolation(poddir)
     iso.isolated = True
     iso.default_caps = isolators.mask(isolators.DEFAULT_CAPS)
-    iso.apps[spec.name] = AppIsolation(spec.name, poddir.app_root(spec.name), spec.limits)
+    iso.load_options()
+    iso.apps[spec.name] = AppIsolation(spec.name, poddir.app_root(spec.name), spec.limits,
+                                       seccomp_filter=app_filter(spec, iso.seccomp_disabled))
     record = cgroups.load_record(iso.record_path)
     if record is not None:
         iso.layout = cgroups.Layout.recorded(record)

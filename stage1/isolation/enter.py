@@ -8,8 +8,9 @@ is opened first (after the mount namespace is joined, /proc is the pod's
 and /proc/PID means something else), then setns in the order ipc, uts,
 net, pid, mnt, skipping those we share already.  A PID namespace is only
 entered by the children of whoever joins it, so the command is spawned,
-like an app of the pod, with the app's root, environment, credentials,
-working directory, cgroups and capabilities (decide.for_enter), and
+like an app of the pod, with the app's root (its protected paths are the
+pod's mounts there), environment, credentials, working directory, cgroups,
+capabilities and seccomp filter (decide.for_enter), and
 waited for by a Supervisor in exec mode: signals are passed on, a terminal
 is handed over, and the exit code is the command's (127 not found, 126
 not executable, 254 for a failure of enter itself).

@@ -2,26 +2,31 @@
 
   stage1 run: POD    on the host: creates the cgroups; with CNI networks,
                      the pod's network namespace and its networks
-                     (network.py); the DNS files (dns.py); unshares the
-                     PID namespace and forks; writes POD/pid (the child,
-                     as the host sees it) and POD/ppid (itself), passes
-                     every signal on to the child, waits for it, removes
-                     the cgroups and exits with its status.  The networks
-                     stay until `stage1 gc`, as rkt's do, so that an
-                     exited pod still shows them.
+                     (network.py); the DNS files (dns.py); for a mutable
+                     pod, the apps' directory shared into the pod; unshares
+                     the PID namespace and forks; writes POD/pid (the
+                     child, as the host sees it) and POD/ppid (itself),
+                     passes every signal on to the child, waits for it,
+                     removes the cgroups and exits with its status.  The
+                     networks stay until `stage1 gc`, as rkt's do, so that
+                     an exited pod still shows them.
   stage1 init: POD   PID 1 of the pod: joins the network namespace the host
                      side made (with CNI networks), new mount, UTS, IPC
-                     (and, with --net=none, network) namespaces; / made
-                     private, a fresh /proc; waits until POD/pid is
-                     written, prepares the app roots, then the runner
-                     gives it the pod's Supervisor.
+                     (and, with --net=none, network) namespaces; / made a
+                     slave of the host's, a fresh /proc; keeps that mount
+                     namespace as the apps' template and goes on in a copy
+                     of it; waits until POD/pid is written, prepares the
+                     app roots, then the runner gives it the pod's
+                     Supervisor.
 
 The host side forks after unshare(CLONE_NEWPID) instead of having the
 init unshare everything itself, because a process never enters the PID
 namespace it creates, only its children do; it unshares nothing else, so
 it keeps the host's /proc and mounts.  Each app enters its root between
-fork and exec (spawn.c), with its cgroups, capabilities, no_new_privs and
-oom_score_adj, as decide.PodIsolation.isolate_launch says.
+fork and exec (spawn.c), with its cgroups, capabilities, no_new_privs,
+oom_score_adj and seccomp filter, as decide.PodIsolation.isolate_launch
+says.  The host side also records the insecure options in POD/isolation,
+for `stage1 enter`.
 
 The runner (runner/pod.py) strings these steps together; nothing here
 knows of the Supervisor.
@@ -47,6 +52,7 @@ def fork_pod(iso, log):
         iso.create_cgroups(log)
         iso.attach_networks(log)
         iso.share_apps()
+        iso.save_options(log)
         native.unshare(native.CLONE_NEWPID)
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
         pid = os.fork()

@@ -7,6 +7,20 @@ mount namespace (so nothing here is ever seen by the host), in this order:
   /dev       a tmpfs with null, zero, full, random, urandom, tty and console
              bound from the host (no mknod: it works without CAP_MKNOD),
              a private devpts with ptmx, shm, and the fd links
+  protected paths (unless --disable-paths), the union of rkt's list
+             (stage1/init/common/app.go) and Docker's:
+             read-only  /proc/sys, sysrq-trigger, bus, fs, irq (and /sys,
+                        read-only as a whole), each bound onto itself and
+                        made read-only; under /proc/sys the pod's own
+                        namespaced sysctls stay writable (UTS: hostname,
+                        domainname; with a private IPC namespace the IPC
+                        limits and fs/mqueue; with a network namespace of
+                        the pod's own, net): the kernel lets the pod's root
+                        change them for the pod's namespaces only
+             masked     kernel memory, symbols, keys, timers and firmware
+                        (MASKED): an empty read-only file bound over a file,
+                        an empty read-only tmpfs over a directory; what this
+                        kernel does not have is skipped
   /tmp       created when missing, mode 1777
   volumes    host (bind, recursive or not) and empty (a directory of the
              pod), parents before children, read-only where asked
@@ -30,6 +44,21 @@ DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
              ("ptmx", "pts/ptmx"))
 NOSUID_NODEV_NOEXEC = native.MS_NOSUID | native.MS_NODEV | native.MS_NOEXEC
 MAX_LINKS = 40
+
+PROC_READ_ONLY = ("sys", "sysrq-trigger", "bus", "fs", "irq")
+MASKED = ("/proc/kcore", "/proc/kmem", "/proc/mem", "/proc/kallsyms", "/proc/config.gz",
+          "/proc/keys", "/proc/timer_list", "/proc/timer_stats", "/proc/latency_stats",
+          "/proc/sched_debug", "/proc/acpi", "/proc/asound", "/proc/scsi",
+          "/sys/firmware", "/sys/fs", "/sys/hypervisor", "/sys/module", "/sys/power",
+          "/sys/devices/virtual/powercap")
+# Under /proc/sys.  The IPC ids (kernel/*_next_id) need CAP_CHECKPOINT_RESTORE
+# and stay read-only.
+UTS_SYSCTLS = ("kernel/hostname", "kernel/domainname")
+IPC_SYSCTLS = ("kernel/msgmax", "kernel/msgmnb", "kernel/msgmni", "kernel/sem",
+               "kernel/shmall", "kernel/shmmax", "kernel/shmmni", "kernel/shm_rmid_forced",
+               "fs/mqueue")
+NET_SYSCTLS = ("net",)
+EMPTY_FILE = ".stage1-empty"
 
 
 class Mount:
@@ -136,6 +165,36 @@ def _mount_dev(root, console):
     native.mount("shm", shm, "tmpfs", native.MS_NOSUID | native.MS_NODEV, "mode=1777")
     for name, target in DEV_LINKS:
         os.symlink(target, os.path.join(dev, name))
+    return dev
+
+
+def _protect(root, dev, writable):
+    """The protected paths in a root whose /proc, /sys and /dev are mounted."""
+    proc = resolve(root, "/proc")
+    for name in PROC_READ_ONLY:
+        path = os.path.join(proc, name)
+        if os.path.lexists(path):
+            bind(path, path, read_only=True)
+    for name in writable:
+        # A bind of a path on a read-only mount starts read-only.
+        path = os.path.join(proc, "sys", name)
+        if os.path.lexists(path):
+            bind(path, path)
+            native.mount_setattr(path, False, 0, native.MOUNT_ATTR_RDONLY)
+    # The empty file is made in the app's /dev (a tmpfs of its own), bound
+    # read-only over each masked file, and unlinked: the binds keep it.
+    empty = os.path.join(dev, EMPTY_FILE)
+    os.close(os.open(empty, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444))
+    try:
+        for path in MASKED:
+            target = resolve(root, path)
+            if os.path.isdir(target):
+                native.mount("tmpfs", target, "tmpfs",
+                             NOSUID_NODEV_NOEXEC | native.MS_RDONLY, "mode=0555,size=4k")
+            elif os.path.lexists(target):
+                bind(empty, target, read_only=True)
+    finally:
+        os.unlink(empty)
 
 
 def _prepare_volume(root, m):
@@ -174,13 +233,17 @@ def _bind_file(root, f):
     bind(f.source, make_file(root, f.target), read_only=f.read_only)
 
 
-def prepare(root, mounts, read_only, console, extra_files=(), dns_files=()):
-    """Mount everything an app's root needs.  OSError names what failed."""
+def prepare(root, mounts, read_only, console, extra_files=(), dns_files=(), protect=()):
+    """Mount everything an app's root needs; `protect` is None for no
+    protected paths, else the sysctls (under /proc/sys) left writable.
+    OSError names what failed."""
     bind(root, root, recursive=True)
     mount_proc(make_dir(root, "/proc", 0o555))
     native.mount("sysfs", make_dir(root, "/sys", 0o555), "sysfs",
                  NOSUID_NODEV_NOEXEC | native.MS_RDONLY)
-    _mount_dev(root, console)
+    dev = _mount_dev(root, console)
+    if protect is not None:
+        _protect(root, dev, protect)
     tmp = make_dir(root, "/tmp")
     os.chmod(tmp, 0o1777)
     for m in sorted(mounts, key=lambda m: m.target.count("/")):

@@ -4,6 +4,7 @@
     POD/pid, POD/ppid                the init's PID (and its parent's) in its own PID namespace;
                                      for an isolated pod (isolation/), as the host sees them
     POD/cgroups                      the cgroups of an isolated pod (isolation/cgroups.py), for gc
+    POD/isolation                    the insecure options an isolated pod runs with, for enter
     POD/pod-status.json              pod state, exit code, times
     POD/stage1/rootfs                the stage1 root when it exists, else POD itself
     <stage1 root>/opt/stage2/<app>/  the app's image: manifest and rootfs

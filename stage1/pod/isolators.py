@@ -2,11 +2,16 @@
 
 Applied (ace.md, and rkt's `os/linux/oom-score-adj`):
   os/linux/capabilities-retain-set, os/linux/capabilities-remove-set   app
+  os/linux/seccomp-retain-set, os/linux/seccomp-remove-set             app
   os/linux/no-new-privileges, os/linux/oom-score-adj                   app
   resource/memory, resource/cpu                                        app and pod
-Everything else (seccomp, SELinux, block and network bandwidth, ...) is
-returned as unapplied, for the caller to report once: appc lets an executor
-ignore an isolator only if it tells the user.
+Everything else (SELinux, block and network bandwidth, ...) is returned as
+unapplied, for the caller to report once: appc lets an executor ignore an
+isolator only if it tells the user.
+
+A seccomp set is checked here for its shape (a non-empty list of strings,
+an errno name); its syscall names and wildcards are the isolation layer's
+to resolve (isolation/seccomp.py), each entry keeping its JSON path.
 
 Quantities follow Kubernetes (and appc): a decimal number with an optional
 binary (Ki..Ei), decimal (n, u, m, k/K, M..E) or exponent (e3) suffix.
@@ -14,6 +19,7 @@ They are computed as exact fractions and rounded up, so "1.5Gi" is
 1610612736 bytes and "0.1" CPU is 100 millicores; a value that does not
 parse, or is not positive, is an error naming its JSON path.
 """
+import errno
 import re
 
 from stage1.pod.errors import ManifestError
@@ -22,6 +28,8 @@ CAPS_RETAIN = "os/linux/capabilities-retain-set"
 CAPS_REMOVE = "os/linux/capabilities-remove-set"
 NO_NEW_PRIVS = "os/linux/no-new-privileges"
 OOM_SCORE_ADJ = "os/linux/oom-score-adj"
+SECCOMP_RETAIN = "os/linux/seccomp-retain-set"
+SECCOMP_REMOVE = "os/linux/seccomp-remove-set"
 MEMORY = "resource/memory"
 CPU = "resource/cpu"
 
@@ -43,12 +51,24 @@ _SUFFIX = {"Ki": (2 ** 10, 1), "Mi": (2 ** 20, 1), "Gi": (2 ** 30, 1), "Ti": (2 
 MAX_QUANTITY = 2 ** 63     # bytes, or millicores: what a cgroup file's int64 holds
 
 
+class SeccompSet:
+    """One app's seccomp isolator, as written."""
+    __slots__ = ("mode", "entries", "errno", "source", "where")
+
+    def __init__(self, mode, entries, errno_number, source, where):
+        self.mode = mode            # "retain" or "remove"
+        self.entries = entries      # [(syscall name or @wildcard, JSON path)]
+        self.errno = errno_number   # None: blocked syscalls kill with SIGSYS
+        self.source, self.where = source, where
+
+
 class Limits:
     """What one app (or the pod) asked for; None where it asked nothing."""
-    __slots__ = ("caps", "no_new_privs", "oom_score_adj", "memory", "cpu")
+    __slots__ = ("caps", "no_new_privs", "oom_score_adj", "memory", "cpu", "seccomp")
 
     def __init__(self):
         self.caps = None            # bounding set as a bit mask
+        self.seccomp = None         # SeccompSet; None: the default filter
         self.no_new_privs = False
         self.oom_score_adj = None   # -1000..1000
         self.memory = None          # (limit bytes or None, request bytes or None)
@@ -123,7 +143,8 @@ class _Parser:
             return
         if name in self.seen:
             self.fail(where, "%s is given twice (also %s)" % (name, self.seen[name]))
-        other = {CAPS_RETAIN: CAPS_REMOVE, CAPS_REMOVE: CAPS_RETAIN}.get(name)
+        other = {CAPS_RETAIN: CAPS_REMOVE, CAPS_REMOVE: CAPS_RETAIN,
+                 SECCOMP_RETAIN: SECCOMP_REMOVE, SECCOMP_REMOVE: SECCOMP_RETAIN}.get(name)
         if other in self.seen:
             self.fail(where, "%s cannot be used with %s (%s)" % (name, other, self.seen[other]))
         self.seen[name] = where
@@ -149,6 +170,35 @@ class _Parser:
 
     def remove(self, value, where):
         self.limits.caps = mask(DEFAULT_CAPS) & ~mask(self.caps(value, where))
+
+    def seccomp(self, value, where, mode):
+        if not isinstance(value, dict) or not isinstance(value.get("set"), list) \
+                or not value["set"]:
+            self.fail(where + ".value", "must be an object with a non-empty \"set\" list of "
+                      "syscall names and wildcards")
+        entries = []
+        for i, item in enumerate(value["set"]):
+            at = "%s.value.set[%d]" % (where, i)
+            if not isinstance(item, str) or not item:
+                self.fail(at, "must be a syscall name or a wildcard such as "
+                          "\"@rkt/default-whitelist\", not %s" % _quote(item))
+            entries.append((item, at))
+        name = value.get("errno", "")
+        if name is None:
+            name = ""
+        valid = isinstance(name, str) and (name == "" or re.match(r"^E[A-Z0-9]+$", name))
+        number = getattr(errno, name, None) if valid and name else None
+        if not valid or (name and not isinstance(number, int)):
+            self.fail(where + ".value.errno", "must be the name of an errno such as "
+                      "\"EPERM\", not %s" % _quote(name))
+        self.limits.seccomp = SeccompSet(mode, entries, number if name else None,
+                                         self.source, where)
+
+    def seccomp_retain(self, value, where):
+        self.seccomp(value, where, "retain")
+
+    def seccomp_remove(self, value, where):
+        self.seccomp(value, where, "remove")
 
     def no_new_privs(self, value, where):
         if not isinstance(value, bool):
@@ -191,6 +241,7 @@ def _quote(value):
 
 
 _HANDLERS = {CAPS_RETAIN: _Parser.retain, CAPS_REMOVE: _Parser.remove,
+             SECCOMP_RETAIN: _Parser.seccomp_retain, SECCOMP_REMOVE: _Parser.seccomp_remove,
              NO_NEW_PRIVS: _Parser.no_new_privs, OOM_SCORE_ADJ: _Parser.oom,
              MEMORY: _Parser.memory, CPU: _Parser.cpu}
 
