@@ -20,6 +20,7 @@ errno.  An app root can also run the host's dynamically linked programs
 (python3, coreutils): `with_host_usr` links /lib and /lib64 into it and
 gives the app /usr as a read-only host volume.
 """
+import json
 import os
 import shutil
 import subprocess
@@ -90,7 +91,7 @@ def with_host_usr(pod, name):
     root = pod.app_root(name)
     for link in ("lib", "lib64"):
         os.symlink("usr/" + link, os.path.join(root, link))
-    volumes = pod.manifest.setdefault("volumes", [])
+    volumes = pod.manifest["volumes"] = pod.manifest.get("volumes") or []   # rkt writes null
     if not any(v["name"] == "host-usr" for v in volumes):
         volumes.append({"name": "host-usr", "kind": "host", "source": "/usr", "readOnly": True})
     for runtime in pod.manifest["apps"]:
@@ -103,7 +104,7 @@ def sh_app(name, script, *, annotations=None, user="0", group="0", **fields):
     """A RuntimeApp running `/bin/sh -c script` inside its root."""
     body = {"exec": ["/bin/sh", "-c", script], "user": user, "group": group}
     body.update(fields)
-    runtime = {"name": name, "image": IMAGE, "app": body}
+    runtime = {"name": name, "image": json.loads(json.dumps(IMAGE)), "app": body}
     if annotations:
         runtime["annotations"] = named(annotations)
     return runtime

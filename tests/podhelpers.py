@@ -58,7 +58,7 @@ def app(name, exec_, *, annotations=None, **fields):
     section); fields are the app section's."""
     body = {"exec": exec_, "user": "0", "group": "0"}
     body.update(fields)
-    runtime = {"name": name, "image": IMAGE, "app": body}
+    runtime = {"name": name, "image": json.loads(json.dumps(IMAGE)), "app": body}
     if annotations:
         runtime["annotations"] = named(annotations)
     return runtime
@@ -82,9 +82,8 @@ class Pod:
         # null volumes and isolators, the mutable annotation, empty ports.
         self.manifest = {"acVersion": RKT_VERSION, "acKind": "PodManifest", "apps": list(apps),
                          "volumes": None, "isolators": None,
-                         "annotations": [{"name": RKT_MUTABLE, "value": "false"}], "ports": []}
-        if annotations:
-            self.manifest["annotations"] += named(annotations)
+                         "annotations": named(dict({RKT_MUTABLE: "false"}, **(annotations or {}))),
+                         "ports": []}
         self.manifest.update(extra)
         self.write()
 

@@ -208,8 +208,8 @@ def test_rkt_enter_and_rkt_stop(rkt):
         assert lines[0] == "rkt-" + uuid and lines[1] == "0"
         assert lines[2].startswith("stage1 init: ")
         assert rkt("stop", uuid).returncode == 0
-        assert proc.wait(DEADLINE) == 0
-        assert rkt.status(uuid)["app-busybox"] == "0"
+        assert proc.wait(DEADLINE) == 0                  # stopped on request: the pod's 0
+        assert rkt.status(uuid)["app-busybox"] == "143"  # what SIGTERM made of sleep
     finally:
         if proc.poll() is None:
             rkt("stop", "--force", open(uuid_file).read().strip(), check=False)
@@ -229,7 +229,7 @@ def test_rkt_app_sandbox_apps_are_isolated_with_rkts_default_overlay(rkt, tmp_pa
                         timeout=30, what="the sandbox's uuid")
         wait_for(lambda: rkt.ready(uuid), timeout=30, what="the sandbox ready")
         rkt("fetch", rkt.image)
-        script = ("touch %s; grep -E '^(NSpid|CapEff|NoNewPrivs)' /proc/self/status; hostname; "
+        script = ("touch %s; grep -E '^(NSpid|CapEff|NoNewPrivs)' /proc/$$/status; hostname; "
                   "cat /proc/self/cgroup | grep -c stage1-%s; sleep 600" % (marker, uuid))
         rkt("app", "add", uuid, "example.com/busybox", "--name=x", "--memory=64M",
             "--", "-c", script)
@@ -239,8 +239,13 @@ def test_rkt_app_sandbox_apps_are_isolated_with_rkts_default_overlay(rkt, tmp_pa
         wait_for(lambda: os.path.exists(status) and json.load(open(status))["state"] ==
                  "running", what="x running")
         out = wait_for(lambda: _lines(proc, 5), what="x's output")
-        nspid = out[0].split()
-        assert nspid[0] == "NSpid:" and len(nspid) == 3      # the pod's PID namespace
+        # the pod's own PID namespace: the pid the app sees is the one the
+        # pod reports, and the pod's init is PID 1 of a namespace below the host's
+        assert out[0].split() == ["NSpid:", str(json.load(open(status))["pid"])]
+        with open(os.path.join(pod, "pid")) as f:
+            init = int(f.read())
+        with open("/proc/%d/status" % init) as f:
+            assert [l.split()[1:] for l in f if l.startswith("NSpid:")] == [[str(init), "1"]]
         assert out[3] == "rkt-" + uuid
         assert out[4] != "0"                                   # in the pod's cgroups
         assert not os.path.exists(marker)                      # not the host's /tmp
