@@ -29,6 +29,7 @@ _Static_assert(S1_CLONE_NEWIPC == CLONE_NEWIPC, "CLONE_NEWIPC");
 _Static_assert(S1_CLONE_NEWPID == CLONE_NEWPID, "CLONE_NEWPID");
 _Static_assert(S1_CLONE_NEWNET == CLONE_NEWNET, "CLONE_NEWNET");
 _Static_assert(S1_CLONE_NEWCGROUP == CLONE_NEWCGROUP, "CLONE_NEWCGROUP");
+_Static_assert(S1_CLONE_NEWUSER == CLONE_NEWUSER, "CLONE_NEWUSER");
 _Static_assert(S1_MS_RDONLY == MS_RDONLY, "MS_RDONLY");
 _Static_assert(S1_MS_NOSUID == MS_NOSUID, "MS_NOSUID");
 _Static_assert(S1_MS_NODEV == MS_NODEV, "MS_NODEV");
@@ -93,6 +94,33 @@ int s1_open_nofollow(const char *path)
     how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
     fd = (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
     return fd < 0 ? -errno : fd;
+}
+
+/* Mount path's tree over itself with its top mount idmapped through
+ * userns_fd's mapping (--private-users): a clone of the tree (open_tree),
+ * MOUNT_ATTR_IDMAP on the clone's top mount only (the mounts below it,
+ * /proc, /dev, volumes, cannot or must not be shifted), and the clone moved
+ * in over the original.  Files owned by 0 on disk are then owned by 0 in
+ * the user namespace, and what the namespace's root writes is written as
+ * 0, without a chown of the image.  EINVAL/EOPNOTSUPP: the filesystem
+ * cannot be idmapped. */
+int s1_idmap_bind(const char *path, int userns_fd)
+{
+    struct mount_attr attr;
+    int tree, rc = 0;
+
+    tree = (int)syscall(SYS_open_tree, AT_FDCWD, path,
+                        OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    if (tree < 0)
+        return -errno;
+    memset(&attr, 0, sizeof attr);
+    attr.attr_set = MOUNT_ATTR_IDMAP;
+    attr.userns_fd = (uint64_t)userns_fd;
+    if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0 ||
+        syscall(SYS_move_mount, tree, "", AT_FDCWD, path, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+        rc = -errno;
+    close(tree);
+    return rc;
 }
 
 int s1_sethostname(const char *name)

@@ -309,6 +309,12 @@ static void s1_child(const struct s1_spawn *req, int errpipe)
         S1_TRY(req->pivot ? S1_STEP_PIVOT_ROOT : S1_STEP_CHROOT,
                req->pivot ? s1_child_pivot(req->root, req->mnt_template_fd)
                           : chroot(req->root));
+    /* The pod's user namespace (--private-users) comes after everything
+     * that needs the init's own privileges on the host (cgroup files,
+     * oom_score_adj, the template namespace, pivot_root) and before the ids
+     * and capabilities, which are then the namespace's. */
+    if (req->userns_fd >= 0)
+        S1_TRY(S1_STEP_USERNS, (int)syscall(SYS_setns, req->userns_fd, CLONE_NEWUSER));
     if (req->cwd)
         S1_TRY(S1_STEP_CHDIR, chdir(req->cwd));
     if (req->umask >= 0)

@@ -13,7 +13,7 @@
 #include <sys/types.h>
 
 /* CDEF-BEGIN */
-enum { S1_NATIVE_VERSION = 11 };
+enum { S1_NATIVE_VERSION = 12 };
 
 /* Steps of the child path between fork and exec, in the order they run.
  * A failure is reported to the parent as (step, errno). */
@@ -41,7 +41,8 @@ enum {
     S1_STEP_CLOSE_FDS = 20,
     S1_STEP_EXEC = 21,
     S1_STEP_PIVOT_ROOT = 22,  /* in place of CHROOT when pivot is set */
-    S1_STEP_SECCOMP = 23      /* install the filter: the last step before exec */
+    S1_STEP_SECCOMP = 23,     /* install the filter: the last step before exec */
+    S1_STEP_USERNS = 24       /* join the pod's user namespace, once in the app's root */
 };
 
 enum { S1_PGID_KEEP = 0, S1_PGID_NEW_GROUP = 1, S1_PGID_NEW_SESSION = 2 };
@@ -70,6 +71,7 @@ struct s1_spawn {
     const char *root;          /* chroot into it */
     int pivot;                 /* enter root with a mount namespace of its own and
                                   pivot_root instead of chroot (see spawn.c) */
+    int userns_fd;             /* >= 0: join this user namespace after the root */
     int mnt_template_fd;       /* with pivot, >= 0: that namespace is a copy of this
                                   one with root's tree moved in (see spawn.c) */
     const char *cwd;
@@ -141,6 +143,7 @@ int s1_seccomp_build(int default_action, const char *const *names, const int *ac
 enum {
     S1_CLONE_NEWNS = 0x00020000,
     S1_CLONE_NEWCGROUP = 0x02000000,
+    S1_CLONE_NEWUSER = 0x10000000,
     S1_CLONE_NEWUTS = 0x04000000,
     S1_CLONE_NEWIPC = 0x08000000,
     S1_CLONE_NEWPID = 0x20000000,
@@ -167,6 +170,7 @@ int s1_mount(const char *source, const char *target, const char *fstype,
 int s1_umount(const char *target, int flags);
 int s1_mount_setattr(const char *path, int recursive, uint64_t attr_set, uint64_t attr_clr);
 int s1_open_nofollow(const char *path);
+int s1_idmap_bind(const char *path, int userns_fd);
 int s1_sethostname(const char *name);
 int s1_loopback_up(void);
 /* CDEF-END */

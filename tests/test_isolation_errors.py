@@ -196,8 +196,7 @@ def test_an_error_in_an_image_manifest_names_the_image_manifest(podbase, isolato
 
 
 @pytest.mark.parametrize("flag, message", [
-    ("--private-users=1000:65536", "--private-users=1000:65536: user namespaces are not "
-                                   "supported yet"),
+    ("--private-users=1000", "--private-users=1000: must be SHIFT:COUNT"),
     ("--ipc=shared", "--ipc=shared: must be auto, private or parent"),
     ("--hostname=" + "h" * 65, "a hostname has at most 64 bytes"),
     ("--disable-seccomp=maybe", "--disable-seccomp=maybe: must be true or false"),

@@ -326,3 +326,17 @@ def test_rkt_port_forwards_the_apps_port(rkt):
         proc.stderr.close()
     _collect(rkt, uuid)
     assert _fetch("http://127.0.0.1:%d/" % port) is None
+
+
+def test_rkt_private_users(rkt):
+    """rkt run --private-users: rkt picks the shift, needs --no-overlay and
+    chowns the roots itself; root in the pod is that shift on the host."""
+    p, uuid = rkt.run("--private-users", "--no-overlay", "--net=none",
+                      app=["--exec=/bin/sh", "--", "-c", "id -u; cat /proc/self/uid_map"])
+    assert p.returncode == 0, p.stderr
+    lines = [l for l in p.stdout.splitlines() if l.strip()]
+    shift, count = open(os.path.join(rkt.dir, "pods", "run", uuid,
+                                     "private-users-prepared")).read().split(":")
+    assert lines[0] == "0"
+    assert lines[1].split() == ["0", shift, count] and int(shift) > 0
+    _collect(rkt, uuid)

@@ -9,7 +9,7 @@ import os
 
 from stage1.engine._native import ffi, lib
 
-NATIVE_VERSION = 11
+NATIVE_VERSION = 12
 if lib.S1_NATIVE_VERSION != NATIVE_VERSION:
     raise ImportError("stage1.engine._native is version %d, this stage1 needs %d: "
                       "rebuild with ./build.sh" % (lib.S1_NATIVE_VERSION, NATIVE_VERSION))
@@ -27,6 +27,7 @@ STEP_NAMES = {
     lib.S1_STEP_CAPSET: "set capabilities", lib.S1_STEP_AMBIENT: "set ambient capabilities",
     lib.S1_STEP_NO_NEW_PRIVS: "set no_new_privs", lib.S1_STEP_SIGNALS: "restore signals",
     lib.S1_STEP_CLOSE_FDS: "close fds", lib.S1_STEP_SECCOMP: "install the seccomp filter",
+    lib.S1_STEP_USERNS: "join the pod's user namespace",
     lib.S1_STEP_EXEC: "exec",
 }
 STEP_EXEC = lib.S1_STEP_EXEC
@@ -203,7 +204,7 @@ def _cstrings(items, keep):
 
 def spawn(candidates, argv, env, *, fd_map=None, close_fds=False,
           pgid_mode=PGID_KEEP, tty_fd=-1, cgroup_procs=(), oom_score_adj=None,
-          rlimits=(), root=None, pivot=False, mnt_template=-1, cwd=None, umask=-1,
+          rlimits=(), root=None, pivot=False, mnt_template=-1, userns=-1, cwd=None, umask=-1,
           groups=None, gid=-1,
           uid=-1, caps=None, caps_until_exec=0, ambient=0, no_new_privs=False,
           seccomp=None, sigmask=0, sigign=0):
@@ -238,6 +239,7 @@ def spawn(candidates, argv, env, *, fd_map=None, close_fds=False,
     req.root = keep_ptr(keep, "char[]", os.fsencode(root)) if root else ffi.NULL
     req.pivot = int(pivot)
     req.mnt_template_fd = mnt_template
+    req.userns_fd = userns
     req.cwd = keep_ptr(keep, "char[]", os.fsencode(cwd)) if cwd else ffi.NULL
     req.umask = umask
     req.ngroups = -1 if groups is None else len(groups)
@@ -317,6 +319,7 @@ def has_children():
 
 # -- namespaces and mounts (ns.c) ---------------------------------------------
 
+CLONE_NEWUSER = lib.S1_CLONE_NEWUSER
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWCGROUP = (
     lib.S1_CLONE_NEWNS, lib.S1_CLONE_NEWUTS, lib.S1_CLONE_NEWIPC, lib.S1_CLONE_NEWPID,
     lib.S1_CLONE_NEWNET, lib.S1_CLONE_NEWCGROUP)
@@ -360,6 +363,12 @@ def umount(target, flags=0):
 def mount_setattr(path, recursive=False, attr_set=0, attr_clr=0):
     rc = lib.s1_mount_setattr(_cstr(path), int(recursive), attr_set, attr_clr)
     _check_what(rc, "unable to change the mount attributes of %s" % path)
+
+
+def idmap_bind(path, userns_fd):
+    """path's tree mounted over itself, idmapped through userns_fd's mapping."""
+    _check_what(lib.s1_idmap_bind(os.fsencode(path), userns_fd),
+                "unable to make an idmapped mount of %s" % path)
 
 
 def open_nofollow(path):

@@ -24,7 +24,7 @@ import posixpath
 import stat
 
 from stage1.engine import native, status
-from stage1.isolation import cgroups, dns, network, rootfs, seccomp
+from stage1.isolation import cgroups, dns, network, rootfs, seccomp, userns
 from stage1.pod import isolators
 from stage1.pod.errors import ManifestError, PodError
 
@@ -81,7 +81,9 @@ class PodIsolation:
         self.needs_cgroups = False
         self.default_caps = 0
         self.mnt_template = -1       # the init's: its namespace before any app root
-        self._before_template = []   # launches made before it (bind): given it then
+        self.userns = None           # --private-users: (shift, count)
+        self.userns_fd = -1          # the apps' user namespace, once made
+        self._before_template = []   # launches made before those (bind): given them then
         self.log = None              # the init's, once it runs
 
     @property
@@ -95,7 +97,8 @@ class PodIsolation:
     def save_options(self, log):
         """What `stage1 enter` must apply as the apps got it."""
         doc = {"capabilities": not self.caps_disabled, "seccomp": not self.seccomp_disabled,
-               "paths": not self.paths_disabled}
+               "paths": not self.paths_disabled,
+               "privateUsers": list(self.userns) if self.userns else None}
         try:
             status.write_json(self.options_path, doc)
         except OSError as err:
@@ -111,6 +114,9 @@ class PodIsolation:
         self.caps_disabled = doc.get("capabilities") is False
         self.seccomp_disabled = doc.get("seccomp") is False
         self.paths_disabled = doc.get("paths") is False
+        users = doc.get("privateUsers")
+        if isinstance(users, list) and len(users) == 2:
+            self.userns = tuple(users)
 
     @property
     def writable_sysctls(self):
@@ -147,6 +153,7 @@ class PodIsolation:
         # is left by any app that keeps CAP_SYS_CHROOT.
         launch.options["pivot"] = True
         launch.options["mnt_template"] = self.mnt_template
+        launch.options["userns"] = self.userns_fd
         if self.mnt_template < 0:
             self._before_template.append(launch)
         launch.cwd = launch.cwd or "/"
@@ -245,9 +252,29 @@ class PodIsolation:
         # and its own root's tree, not every root of the pod.
         self.mnt_template = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
         native.unshare(native.CLONE_NEWNS)
+        self.make_userns()
         for launch in self._before_template:
             launch.options["mnt_template"] = self.mnt_template
+            launch.options["userns"] = self.userns_fd
         self._before_template = []
+
+    def make_userns(self):
+        """The apps' user namespace (--private-users), made by the init
+        (or by `stage1 enter`, with the mapping the run recorded)."""
+        if self.userns is not None and self.userns_fd < 0:
+            self.userns_fd = userns.make(*self.userns)
+
+    @property
+    def idmap(self):
+        """The user namespace fd app roots are idmapped with, or None:
+        none without --private-users, none when rkt chowned them already."""
+        if self.userns_fd < 0 or userns.prepared(self.poddir):
+            return None
+        return self.userns_fd
+
+    @property
+    def id_shift(self):
+        return self.userns[0] if self.userns else 0
 
     def share_apps(self):
         """A mutable pod's apps directory, shared from the host (rootfs.share_apps)."""
@@ -264,7 +291,8 @@ class PodIsolation:
 
     def prepare_roots(self):
         for a in self.apps.values():
-            prepare_app(a, self.console, self.dns_files, self.protected_paths)
+            prepare_app(a, self.console, self.dns_files, self.protected_paths, self.idmap,
+                        self.id_shift)
 
     @property
     def dns_files(self):
@@ -298,14 +326,16 @@ class PodIsolation:
             cgroups.create_app(self.layout, self.record_path, a.name, a.limits)
         self.apps[a.name] = a
         self.bind(app)
-        prepare_app(a, self.console, self.dns_files, self.protected_paths)
+        prepare_app(a, self.console, self.dns_files, self.protected_paths, self.idmap,
+                    self.id_shift)
         self.bind_notify_socket([a])
 
 
-def prepare_app(a, console, dns_files=(), protect=()):
+def prepare_app(a, console, dns_files=(), protect=(), idmap=None, shift=0):
     try:
         extra = (NOTIFY_PATH,) if a.notify else ()
-        rootfs.prepare(a.root, a.mounts, a.read_only, console, extra, dns_files, protect)
+        rootfs.prepare(a.root, a.mounts, a.read_only, console, extra, dns_files, protect,
+                       idmap, shift)
     except OSError as err:
         raise PodError("app %s: unable to prepare its root %s: %s"
                        % (a.name, a.root, error_text(err)))
@@ -362,9 +392,7 @@ def check(pod, poddir, opts):
 def _flags(iso, opts, pod):
     flags = opts.flags
     _net(iso, flags, pod)
-    users = flags.get("--private-users")
-    if users not in (None, True, ""):
-        raise PodError("--private-users=%s: user namespaces are not supported yet" % users)
+    iso.userns = userns.parse(flags.get("--private-users"))
     ipc = flags.get("--ipc", "auto")
     if ipc not in ("auto", "private", "parent", True, ""):
         raise PodError("--ipc=%s: must be auto, private or parent" % ipc)
@@ -574,6 +602,7 @@ def for_enter(spec, poddir):
     iso.isolated = True
     iso.default_caps = isolators.mask(isolators.DEFAULT_CAPS)
     iso.load_options()
+    iso.make_userns()         # the same mapping as the apps'; made before enter joins the pod
     iso.apps[spec.name] = AppIsolation(spec.name, poddir.app_root(spec.name), spec.limits,
                                        seccomp_filter=app_filter(spec, iso.seccomp_disabled))
     record = cgroups.load_record(iso.record_path)

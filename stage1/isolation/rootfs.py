@@ -34,6 +34,7 @@ symlink in the image is followed inside the root, never out of it
 (`resolve`), and missing directories are created.  Nothing is unmounted on
 failure: the mount namespace goes away with the init.
 """
+import errno
 import os
 
 from stage1.engine import native
@@ -197,11 +198,13 @@ def _protect(root, dev, writable):
         os.unlink(empty)
 
 
-def _prepare_volume(root, m):
+def _prepare_volume(root, m, shift=0):
     if m.kind == "empty":
+        # An empty volume is the pod's own: its ids are the pod's, shifted
+        # with the pod's user namespace (host volumes are not).
         mode, uid, gid = m.empty
         os.makedirs(m.source, exist_ok=True)
-        os.chown(m.source, uid, gid)
+        os.chown(m.source, uid + shift, gid + shift)
         os.chmod(m.source, mode)
         _bind_volume(root, m, m.source)
         return
@@ -233,9 +236,12 @@ def _bind_file(root, f):
     bind(f.source, make_file(root, f.target), read_only=f.read_only)
 
 
-def prepare(root, mounts, read_only, console, extra_files=(), dns_files=(), protect=()):
+def prepare(root, mounts, read_only, console, extra_files=(), dns_files=(), protect=(),
+            idmap=None, shift=0):
     """Mount everything an app's root needs; `protect` is None for no
-    protected paths, else the sysctls (under /proc/sys) left writable.
+    protected paths, else the sysctls (under /proc/sys) left writable;
+    `idmap` a user namespace fd to idmap the root with (--private-users,
+    userns.py), `shift` the host id of the pod's root (for empty volumes).
     OSError names what failed."""
     bind(root, root, recursive=True)
     mount_proc(make_dir(root, "/proc", 0o555))
@@ -247,10 +253,25 @@ def prepare(root, mounts, read_only, console, extra_files=(), dns_files=(), prot
     tmp = make_dir(root, "/tmp")
     os.chmod(tmp, 0o1777)
     for m in sorted(mounts, key=lambda m: m.target.count("/")):
-        _prepare_volume(root, m)
+        _prepare_volume(root, m, shift)
     for path in extra_files:
         make_file(root, path)
     for f in dns_files:
         _bind_file(root, f)
+    if idmap is not None:
+        # Last: the init (root on the host, outside the pod's user
+        # namespace) cannot create files through an idmapped mount, so
+        # every mount point is made first, on the root as it is.
+        _idmap(root, idmap)
     if read_only:
         native.mount_setattr(root, False, native.MOUNT_ATTR_RDONLY)
+
+
+def _idmap(root, userns_fd):
+    try:
+        native.idmap_bind(root, userns_fd)
+    except OSError as err:
+        if err.errno in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS):
+            raise OSError(err.errno, "its filesystem cannot be idmapped, which "
+                          "--private-users needs (%s)" % os.strerror(err.errno))
+        raise
