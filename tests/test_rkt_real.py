@@ -9,21 +9,21 @@ directory of its own, with stage1.aci as `./build.sh aci` writes it and a
 busybox image made here; at the end everything is collected and the
 machine holds no mount, netns, veth, cgroup or iptables rule of ours.
 """
+import contextlib
 import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
-import urllib.request
 
 import pytest
 
 from podhelpers import DEADLINE, wait_for
+from test_isolation_network import fetch, free_port
 
 RKT = shutil.which("rkt")
 pytestmark = pytest.mark.skipif(RKT is None, reason="rkt is not on PATH (build its stage0 "
@@ -104,6 +104,27 @@ class Rkt:
                  *args, self.image, *app, check=False)
         with open(uuid_file) as f:
             return p, f.read().strip()
+
+    @contextlib.contextmanager
+    def background(self, command, *args):
+        """`rkt COMMAND --stage1-path=... --uuid-file-save=... ARGS` in the
+        background (COMMAND: "run" or "app sandbox"): (proc, uuid); whatever
+        happens, the pod is stopped and rkt reaped."""
+        uuid_file = os.path.join(self.base, "uuid-%f" % time.monotonic())
+        proc = self.popen(*command.split(), "--stage1-path=" + self.stage1,
+                          "--uuid-file-save=" + uuid_file, *args)
+        try:
+            uuid = wait_for(lambda: os.path.exists(uuid_file) and open(uuid_file).read().strip(),
+                            timeout=30, what="the pod's uuid")
+            yield proc, uuid
+        finally:
+            if proc.poll() is None and os.path.exists(uuid_file):
+                self("stop", "--force", open(uuid_file).read().strip(), check=False)
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(DEADLINE)
+            proc.stdout.close()
+            proc.stderr.close()
 
     def status(self, uuid):
         out = self("status", uuid).stdout
@@ -196,12 +217,8 @@ def test_an_apps_exit_code_is_rkts(rkt):
 
 
 def test_rkt_enter_and_rkt_stop(rkt):
-    uuid_file = os.path.join(rkt.base, "enter-uuid")
-    proc = rkt.popen("run", "--stage1-path=" + rkt.stage1, "--uuid-file-save=" + uuid_file,
-                     "--net=none", rkt.image, "--exec=/bin/sleep", "--", "600")
-    try:
-        uuid = wait_for(lambda: os.path.exists(uuid_file) and open(uuid_file).read().strip(),
-                        timeout=30, what="the pod's uuid")
+    with rkt.background("run", "--net=none", rkt.image, "--exec=/bin/sleep", "--",
+                        "600") as (proc, uuid):
         wait_for(lambda: rkt.running(uuid), timeout=30, what="the pod running")
         entered = rkt("enter", uuid, "/bin/sh", "-c", "hostname; id -u; cat /proc/1/cmdline")
         lines = entered.stdout.splitlines()
@@ -210,61 +227,51 @@ def test_rkt_enter_and_rkt_stop(rkt):
         assert rkt("stop", uuid).returncode == 0
         assert proc.wait(DEADLINE) == 0                  # stopped on request: the pod's 0
         assert rkt.status(uuid)["app-busybox"] == "143"  # what SIGTERM made of sleep
-    finally:
-        if proc.poll() is None:
-            rkt("stop", "--force", open(uuid_file).read().strip(), check=False)
-            proc.wait(DEADLINE)
-        proc.stdout.close()
-        proc.stderr.close()
     _collect(rkt, uuid)
 
 
-def test_rkt_app_sandbox_apps_are_isolated_with_rkts_default_overlay(rkt, tmp_path):
+def test_rkt_app_sandbox_apps_are_isolated_with_rkts_default_overlay(rkt):
     marker = "/tmp/stage1-rkt-sandbox-%d" % os.getpid()
-    uuid_file = os.path.join(rkt.base, "sandbox-uuid")
-    proc = rkt.popen("app", "sandbox", "--stage1-path=" + rkt.stage1, "--net=none",
-                     "--uuid-file-save=" + uuid_file)
     try:
-        uuid = wait_for(lambda: os.path.exists(uuid_file) and open(uuid_file).read().strip(),
-                        timeout=30, what="the sandbox's uuid")
-        wait_for(lambda: rkt.ready(uuid), timeout=30, what="the sandbox ready")
-        rkt("fetch", rkt.image)
-        script = ("touch %s; grep -E '^(NSpid|CapEff|NoNewPrivs)' /proc/$$/status; hostname; "
-                  "cat /proc/self/cgroup | grep -c stage1-%s; sleep 600" % (marker, uuid))
-        rkt("app", "add", uuid, "example.com/busybox", "--name=x", "--memory=64M",
-            "--", "-c", script)
-        rkt("app", "start", uuid, "--app=x")
-        pod = os.path.join(rkt.dir, "pods", "run", uuid)
-        status = os.path.join(pod, "stage1", "rootfs", "rkt", "status", "x.json")
-        wait_for(lambda: os.path.exists(status) and json.load(open(status))["state"] ==
-                 "running", what="x running")
-        out = wait_for(lambda: _lines(proc, 5), what="x's output")
-        # the pod's own PID namespace: the pid the app sees is the one the
-        # pod reports, and the pod's init is PID 1 of a namespace below the host's
-        assert out[0].split() == ["NSpid:", str(json.load(open(status))["pid"])]
-        with open(os.path.join(pod, "pid")) as f:
-            init = int(f.read())
-        with open("/proc/%d/status" % init) as f:
-            assert [l.split()[1:] for l in f if l.startswith("NSpid:")] == [[str(init), "1"]]
-        assert out[3] == "rkt-" + uuid
-        assert out[4] != "0"                                   # in the pod's cgroups
-        assert not os.path.exists(marker)                      # not the host's /tmp
-        assert "x\trunning" in rkt("app", "list", uuid).stdout
-        rkt("app", "stop", uuid, "--app=x")
-        assert "x\texited" in rkt("app", "list", uuid).stdout
-        rkt("app", "rm", uuid, "--app=x")
-        assert "x" not in rkt("app", "list", uuid, "--no-legend").stdout
-        rkt("stop", uuid)
-        assert proc.wait(DEADLINE) == 0
+        with rkt.background("app sandbox", "--net=none") as (proc, uuid):
+            _sandbox(rkt, proc, uuid, marker)
     finally:
-        if proc.poll() is None:
-            rkt("stop", "--force", open(uuid_file).read().strip(), check=False)
-            proc.wait(DEADLINE)
-        proc.stdout.close()
-        proc.stderr.close()
         if os.path.exists(marker):
             os.unlink(marker)
     _collect(rkt, uuid)
+
+
+def _sandbox(rkt, proc, uuid, marker):
+    """The sandbox's part: add an app with rkt's default overlay, start, stop, rm."""
+    wait_for(lambda: rkt.ready(uuid), timeout=30, what="the sandbox ready")
+    rkt("fetch", rkt.image)
+    script = ("touch %s; grep -E '^(NSpid|CapEff|NoNewPrivs)' /proc/$$/status; hostname; "
+              "cat /proc/self/cgroup | grep -c stage1-%s; sleep 600" % (marker, uuid))
+    rkt("app", "add", uuid, "example.com/busybox", "--name=x", "--memory=64M",
+        "--", "-c", script)
+    rkt("app", "start", uuid, "--app=x")
+    pod = os.path.join(rkt.dir, "pods", "run", uuid)
+    status = os.path.join(pod, "stage1", "rootfs", "rkt", "status", "x.json")
+    wait_for(lambda: os.path.exists(status) and json.load(open(status))["state"] ==
+             "running", what="x running")
+    out = wait_for(lambda: _lines(proc, 5), what="x's output")
+    # the pod's own PID namespace: the pid the app sees is the one the
+    # pod reports, and the pod's init is PID 1 of a namespace below the host's
+    assert out[0].split() == ["NSpid:", str(json.load(open(status))["pid"])]
+    with open(os.path.join(pod, "pid")) as f:
+        init = int(f.read())
+    with open("/proc/%d/status" % init) as f:
+        assert [l.split()[1:] for l in f if l.startswith("NSpid:")] == [[str(init), "1"]]
+    assert out[3] == "rkt-" + uuid
+    assert out[4] != "0"                                   # in the pod's cgroups
+    assert not os.path.exists(marker)                      # not the host's /tmp
+    assert "x\trunning" in rkt("app", "list", uuid).stdout
+    rkt("app", "stop", uuid, "--app=x")
+    assert "x\texited" in rkt("app", "list", uuid).stdout
+    rkt("app", "rm", uuid, "--app=x")
+    assert "x" not in rkt("app", "list", uuid, "--no-legend").stdout
+    rkt("stop", uuid)
+    assert proc.wait(DEADLINE) == 0
 
 
 _buffers = {}
@@ -292,40 +299,17 @@ def test_rkt_dns_and_hosts_entries_reach_the_app(rkt):
     _collect(rkt, uuid)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _fetch(url):
-    try:
-        return urllib.request.urlopen(url, timeout=2).read()
-    except OSError:
-        return None
-
-
 def test_rkt_port_forwards_the_apps_port(rkt):
-    port = _free_port()
-    uuid_file = os.path.join(rkt.base, "port-uuid")
+    port = free_port()
     web = "mkdir /www; echo hello-from-rkt > /www/index.html; exec httpd -f -p 80 -h /www"
-    proc = rkt.popen("run", "--stage1-path=" + rkt.stage1, "--uuid-file-save=" + uuid_file,
-                     "--port=http:%d" % port, rkt.image, "--exec=/bin/sh", "--", "-c", web)
-    try:
-        uuid = wait_for(lambda: os.path.exists(uuid_file) and open(uuid_file).read().strip(),
-                        timeout=30, what="the pod's uuid")
-        assert wait_for(lambda: _fetch("http://127.0.0.1:%d/" % port), timeout=30,
+    with rkt.background("run", "--port=http:%d" % port, rkt.image, "--exec=/bin/sh", "--",
+                        "-c", web) as (proc, uuid):
+        assert wait_for(lambda: fetch("http://127.0.0.1:%d/" % port), timeout=30,
                         what="the forwarded port") == b"hello-from-rkt\n"
         rkt("stop", uuid)
         proc.wait(DEADLINE)
-    finally:
-        if proc.poll() is None:
-            rkt("stop", "--force", open(uuid_file).read().strip(), check=False)
-            proc.wait(DEADLINE)
-        proc.stdout.close()
-        proc.stderr.close()
     _collect(rkt, uuid)
-    assert _fetch("http://127.0.0.1:%d/" % port) is None
+    assert fetch("http://127.0.0.1:%d/" % port) is None
 
 
 def test_rkt_private_users(rkt):
