@@ -49,7 +49,7 @@ setup() {
 
 test_deps() {
     need_apt /usr/bin/busybox busybox-static
-    need_apt /usr/sbin/ip iproute2                      # the network tests look at links
+    need_apt /bin/ip iproute2                           # the network tests look at links
     need_apt /usr/bin/actool appc-spec
     "$PY" -c 'import pytest' 2>/dev/null || \
         "$PY" -m pip install -q --disable-pip-version-check pytest
