@@ -82,9 +82,13 @@ def entrypoint(stage1_bin, command):
             "exec %s %s \"$@\"\n" % (command, shlex.quote(stage1_bin), command)).encode()
 
 
-def _add(tar, name, data=None, mode=0o644, mtime=0):
+def _add(tar, name, data=None, mode=0o644, mtime=0, link=None):
     info = tarfile.TarInfo(name)
     info.mtime, info.uid, info.gid, info.uname, info.gname = mtime, 0, 0, "root", "root"
+    if link is not None:
+        info.type, info.linkname, info.mode = tarfile.SYMTYPE, link, 0o777
+        tar.addfile(info)
+        return
     if data is None:
         info.type, info.mode = tarfile.DIRTYPE, 0o755
         tar.addfile(info)
@@ -113,17 +117,12 @@ def write(path, stage1_bin=None, workdir=None):
     mtime = source_date_epoch()
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         if stage1_bin is None:
-            content, loader = bundle.files(tmp)
-            scripts = [(name, bundle.launcher(loader, "", command.split(),
-                                              "rkt's %s entrypoint" % name))
-                       for _, name, command in ENTRYPOINTS]
+            content = bundle.files(tmp, [name for _, name, _ in ENTRYPOINTS])
         else:
-            content = []
-            scripts = [(name, entrypoint(stage1_bin, command)) for _, name, command in ENTRYPOINTS]
-    entries = {"rootfs/" + p: (d, m) for p, d, m in content}
-    entries["rootfs/etc/hosts-fallback"] = (HOSTS_FALLBACK, 0o644)
-    for name, script in scripts:
-        entries["rootfs/" + name] = (script, 0o755)
+            content = [(name, entrypoint(stage1_bin, command), 0o755, None)
+                       for _, name, command in ENTRYPOINTS]
+    entries = {"rootfs/" + p: (d, m, link) for p, d, m, link in content}
+    entries["rootfs/etc/hosts-fallback"] = (HOSTS_FALLBACK, 0o644, None)
     dirs = set(ROOTFS_DIRS)
     for name in entries:
         parent = name.rsplit("/", 1)[0]
@@ -139,7 +138,8 @@ def write(path, stage1_bin=None, workdir=None):
             _add(tar, "manifest", (json.dumps(manifest(), indent=2) + "\n").encode(), mtime=mtime)
             for name in sorted(dirs | set(entries)):
                 if name in entries:
-                    _add(tar, name, entries[name][0], entries[name][1], mtime)
+                    data, mode, link = entries[name]
+                    _add(tar, name, data, mode, mtime, link)
                 else:
                     _add(tar, name, mtime=mtime)
         os.rename(tmp, path)

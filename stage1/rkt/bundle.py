@@ -4,13 +4,15 @@ imports, the stage1 package with its compiled module, its dependencies,
 the shared libraries and the loader they need, and the CNI plugins stage1
 runs, as a list of files (`files()`), each (path in the image, bytes, mode).
 
-The host needs nothing but a kernel and /bin/sh: each launcher is a small
-shell script that finds its own directory from "$0" (rkt runs the
-entrypoints from the pod's copy of the rootfs, enter from its tree store)
-and execs the image's interpreter through the image's own loader, with the
-image's libraries (`ld.so --library-path`: only that process gets them, not
-its children).  rkt's systemd stage1 ran its systemd-nspawn the same way.
-/proc/PID/exe of the init is then the image's loader.
+The host needs nothing but a kernel: every entrypoint is a link to one
+small static launcher (launch.c) that finds the rootfs from its own path
+(rkt runs the entrypoints from the pod's copy of the rootfs, enter from its
+tree store) and execs the image's interpreter through the image's own
+loader, with the image's libraries (`ld.so --library-path`: only that
+process gets them, not its children).  rkt's systemd stage1 ran its
+systemd-nspawn the same way.  /proc/PID/exe of the init is then the
+image's loader.  The CNI plugins (Debian's are linked against glibc) are
+run the same way, through links to the launcher named after them.
 
 The image's layout:
 
@@ -18,12 +20,13 @@ The image's layout:
   lib/                         every shared library (libc, libpython, libseccomp, libcap, ...)
   usr/bin/python3              the interpreter (sys.prefix is usr/, found from the
                                landmark usr/lib/python3.X/os.pyc, as Python does)
-  usr/bin/stage1               `stage1 ARGS...` for people and containers
+  usr/bin/stage1               `stage1 ARGS...` for people and containers (a link)
+  usr/lib/stage1/launch        the launcher; run, enter, ... at the top link to it
   usr/lib/python3.X/           the standard library stage1 imports, compiled only
   usr/lib/python3.X/site-packages/  stage1, psutil, prctl, cffi's backend
   usr/lib/cni/                 the CNI plugins (Debian's containernetworking-plugins)
-  usr/lib/rkt/plugins/net/     a launcher per plugin, where network.py looks in a
-                               stage1 image (network.STAGE1_PLUGINS)
+  usr/lib/rkt/plugins/net/     a link to the launcher per plugin, where network.py
+                               looks in a stage1 image (network.STAGE1_PLUGINS)
 
 Which modules: modulefinder over every stage1 module (imports inside
 functions included), less EXCLUDED: modules reached only through paths
@@ -299,40 +302,42 @@ def build_paths():
     return {p for p in paths if p and p not in ("/", "/usr", "/usr/local")}
 
 
-# -- the launchers ---------------------------------------------------------------------
+# -- the launcher ---------------------------------------------------------------------
 
-MAIN = "from stage1.commands.main import main; raise SystemExit(main())"
-
-
-def launcher(loader, up, words, what):
-    """A /bin/sh script that runs `stage1 WORDS "$@"` with the image's
-    interpreter; `up` leads from the script's directory to the rootfs."""
-    root = "${0%/*}" + ("/" + up if up else "")
-    return ("#!/bin/sh\n"
-            "# %s: run by this image's own loader, libraries and interpreter, from\n"
-            "# wherever the image's rootfs is (rkt runs it from the pod or its tree store).\n"
-            "case $0 in /*) D=%s ;; */*) D=$PWD/%s ;; *) D=$PWD%s ;; esac\n"
-            "exec \"$D/%s\" --library-path \"$D/%s\" \"$D/%s\" -I -B -c '%s' %s\"$@\"\n"
-            % (what, root, root, "/" + up if up else "", loader, LIB, PYTHON, MAIN,
-               "".join(w + " " for w in words))).encode()
+LAUNCH = "usr/lib/stage1/launch"
+LAUNCH_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "launch.c")
 
 
-def plugin_launcher(loader, name):
-    up = "/".join([".."] * len(network.STAGE1_PLUGINS.split("/")))
-    root = "${0%/*}/" + up
-    return ("#!/bin/sh\n"
-            "# The CNI plugin %s (usr/lib/cni/%s), run by this image's own loader and\n"
-            "# libraries: it needs nothing of the host's.\n"
-            "case $0 in /*) D=%s ;; *) D=$PWD/%s ;; esac\n"
-            "exec \"$D/%s\" --library-path \"$D/%s\" \"$D/usr/lib/cni/%s\" \"$@\"\n"
-            % (name, name, root, root, loader, LIB, name)).encode()
+def compile_launcher(loader, workdir):
+    """launch.c, static and stripped: every entrypoint is a link to it.
+    Not a shell script: a shell adds PWD to the environment, and `stage1
+    exec` owes its app the caller's environment exactly."""
+    out = os.path.join(workdir, "launch")
+    cc = os.environ.get("CC", "cc")
+    r = subprocess.run([cc, "-static", "-Os", "-Wall", "-Wextra", "-s",
+                        "-ffile-prefix-map=%s=." % os.path.dirname(LAUNCH_SOURCE),
+                        '-DLOADER="%s"' % loader, "-o", out, LAUNCH_SOURCE],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise BundleError("compiling %s (a C compiler and a static libc: Debian's gcc and "
+                          "libc6-dev): %s" % (LAUNCH_SOURCE, r.stderr.strip()))
+    with open(out, "rb") as f:
+        data = f.read()
+    os.unlink(out)
+    return data
+
+
+def link_to_launcher(path):
+    """The relative symlink target from path (in the rootfs) to the launcher."""
+    return os.path.relpath(LAUNCH, os.path.dirname(path) or ".")
 
 
 # -- everything ------------------------------------------------------------------------
 
-def files(workdir, cni_source=CNI_SOURCE, plugins=CNI_PLUGINS):
-    """[(path in the rootfs, bytes, mode)], sorted, and the loader's path
-    in the rootfs.  Raises BundleError naming what is missing."""
+def files(workdir, entrypoints=(), cni_source=CNI_SOURCE, plugins=CNI_PLUGINS):
+    """[(path in the rootfs, bytes, mode, symlink target or None)], sorted:
+    everything, and a link to the launcher for each of `entrypoints` (names
+    at the rootfs's top).  Raises BundleError naming what is missing."""
     modules = find_modules()
     out = {}
     sources, elves = {}, {}
@@ -398,10 +403,13 @@ def files(workdir, cni_source=CNI_SOURCE, plugins=CNI_PLUGINS):
         mode = 0o755 if dest in (PYTHON, loader_dest) or dest.startswith("usr/lib/cni/") \
             else 0o644
         out[dest] = (data, mode)
-    out["usr/bin/stage1"] = (launcher(loader_dest, "../..", (), "stage1"), 0o755)
-    for name in plugins:
-        out[network.STAGE1_PLUGINS + "/" + name] = (plugin_launcher(loader_dest, name), 0o755)
-    return sorted((p, d, m) for p, (d, m) in out.items()), loader_dest
+    out = {p: (d, m, None) for p, (d, m) in out.items()}
+    out[LAUNCH] = (compile_launcher(loader_dest, workdir), 0o755, None)
+    links = ["usr/bin/stage1"] + list(entrypoints) + [network.STAGE1_PLUGINS + "/" + name
+                                                     for name in plugins]
+    for path in links:
+        out[path] = (b"", 0o777, link_to_launcher(path))
+    return sorted((p,) + v for p, v in out.items())
 
 
 def _find_lib(soname, near):
