@@ -70,6 +70,7 @@ EXCLUDED = (
     "importlib.metadata", "importlib.resources", "importlib.readers",
     # archives: shutil's make_archive and stage1.rkt.aci, a build-time tool
     "tarfile", "zipfile", "gzip", "bz2", "lzma", "_bz2", "_lzma", "zlib", "zipimport",
+    "encodings.bz2_codec", "encodings.zlib_codec",     # and those two codecs
     # hashlib's OpenSSL backend: it falls back on the builtin _sha256 & co
     "_hashlib", "_ssl", "ssl",
     # reached from modules' main()/test functions or other platforms
@@ -77,18 +78,22 @@ EXCLUDED = (
     "pdb", "tkinter", "lib2to3", "idlelib", "test", "distutils", "setuptools", "pip",
     "pkg_resources", "_distutils_hack", "getopt", "optparse", "webbrowser", "http", "urllib",
     "ctypes", "_ctypes",            # psutil: Windows only
+    "psutil.tests",
     "_pydecimal",                   # decimal falls back on it when _decimal is missing
     "statistics", "_statistics",    # random's binomialvariate... only through statistics
     "tracemalloc", "_tracemalloc",  # warnings imports it inside a try, for source traces
     "logging",                      # hashlib logs an algorithm it cannot find
     "pickle", "_pickle", "_compat_pickle", "pprint", "dataclasses", "inspect", "dis",
-    "opcode", "_opcode", "ast", "_ast", "tokenize", "token", "py_compile", "runpy", "pkgutil",
-    "unicodedata",                  # re's \N{...} escapes, traceback's wide-character caret
-    "_datetime", "datetime", "calendar", "_strptime",   # psutil's boot_time helpers only
+    "opcode", "_opcode", "ast", "_ast", "py_compile", "runpy", "pkgutil",
     "multiprocessing", "concurrent", "asyncio", "sqlite3", "curses", "readline",
     "cffi", "pycparser",            # the out-of-line module needs only _cffi_backend
     "stage1.rkt.aci", "stage1.rkt.bundle",   # build tools, not run in the image
 )
+# Other systems' modules, imported in branches for those systems (the check
+# that nothing excluded is imported as a module loads skips them).
+OTHER_PLATFORMS = ("psutil._psbsd", "psutil._psosx", "psutil._pssunos", "psutil._psaix",
+                   "psutil._pswindows", "_winapi", "winreg", "nt", "msvcrt", "_overlapped")
+EXCLUDED += OTHER_PLATFORMS
 # Whole packages the interpreter finds by name at run time.
 ALWAYS = ("encodings",)
 # Deps' top-level names and where to find them: the running interpreter's.
@@ -125,13 +130,70 @@ def find_modules():
     for package in ALWAYS:
         pkg_dir = os.path.dirname(finder.modules[package].__file__)
         for f in sorted(os.listdir(pkg_dir)):
-            if f.endswith(".py") and f != "__init__.py":
+            if f.endswith(".py") and f != "__init__.py" and \
+                    not _excluded(package + "." + f[:-3]):
                 finder.import_hook(package + "." + f[:-3])
     out = {}
     for name, module in finder.modules.items():
         if module.__file__ and not _excluded(name) and name != "__main__":
             out[name] = module.__file__
+    for name, path in sorted(out.items()):
+        if path.endswith(".py"):
+            # stage1's own modules: every import, in functions too
+            bad = sorted(m for m in top_level_imports(path, name, name.startswith("stage1."))
+                         if _excluded(m) and m not in OTHER_PLATFORMS)
+            if bad:
+                raise BundleError("%s imports %s as it loads: EXCLUDED must not name it"
+                                  % (name, ", ".join(bad)))
     return out
+
+
+def top_level_imports(path, name, everywhere=False):
+    """The modules a module imports as it is loaded: its module-level and
+    class-level statements, not its functions', and not those in a try
+    that handles ImportError (an optional module).  everywhere: every
+    import statement of the module."""
+    import ast
+    with open(path, "rb") as f:
+        tree = ast.parse(f.read(), path)
+    package = name if path.endswith("__init__.py") else name.rpartition(".")[0]
+    found = set()
+
+    def optional(handlers):
+        for h in handlers:
+            names = h.type.elts if isinstance(h.type, ast.Tuple) else [h.type]
+            if h.type is None or any(getattr(n, "id", None) in
+                                     ("ImportError", "ModuleNotFoundError", "Exception")
+                                     for n in names):
+                return True
+        return False
+
+    def visit(nodes):
+        for node in nodes:
+            if isinstance(node, ast.Import):
+                found.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")
+                    parts = parts[:len(parts) - node.level + 1]
+                    base = ".".join(parts + ([base] if base else []))
+                found.add(base)
+            elif isinstance(node, ast.Try):
+                if not optional(node.handlers):
+                    visit(node.body)
+                visit(node.orelse)
+                visit(node.finalbody)
+            elif isinstance(node, ast.If) and "__main__" in ast.dump(node.test):
+                visit(node.orelse)           # if __name__ == "__main__": a script's own
+            elif isinstance(node, (ast.If, ast.With, ast.For, ast.While)):
+                visit(node.body)
+                visit(getattr(node, "orelse", []))
+            elif isinstance(node, ast.ClassDef):
+                visit(node.body)
+    visit([n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+          if everywhere else tree.body)
+    return found
 
 
 def _places():
