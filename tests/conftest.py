@@ -412,6 +412,16 @@ def stage1_aci(tmp_path_factory):
     tests share it."""
     path = str(tmp_path_factory.mktemp("aci") / "stage1.aci")
     done = subprocess.run([os.path.join(ROOT, "build.sh"), "aci", "-o", path],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, env=aci_env())
     assert done.returncode == 0, done.stdout + done.stderr
     return path
+
+
+_EPOCH = str(int(time.time()))
+
+
+def aci_env():
+    """The build's environment: one SOURCE_DATE_EPOCH for the whole session
+    (build.sh would take the last commit's, which a commit during the run
+    changes)."""
+    return dict(os.environ, SOURCE_DATE_EPOCH=_EPOCH)
