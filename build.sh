@@ -4,7 +4,7 @@
 #   ./build.sh example    set up, then run the example pod (examples/)
 #   ./build.sh test       set up, then run the whole test suite
 #   ./build.sh bench      set up, then run the benchmarks beside the peers
-#   ./build.sh aci        set up, then write stage1.aci (a stage1 image for rkt)
+#   ./build.sh aci        set up, then write stage1.aci (a self-contained stage1 image for rkt)
 set -eu
 cd "$(dirname "$0")"
 VENV=${STAGE1_VENV:-$PWD/.venv}
@@ -47,12 +47,29 @@ setup() {
     "$PY" -m compileall -q stage1
 }
 
+aci_deps() {
+    # the image's launcher is linked static; its shared objects are stripped
+    need_apt /usr/bin/strip binutils
+    need_apt "$(cc -print-file-name=libc.a)" libc6-dev
+}
+
+aci() {
+    aci_deps
+    # reproducible: the last commit's time, unless the caller says otherwise
+    if [ -z "${SOURCE_DATE_EPOCH:-}" ] && git rev-parse --git-dir >/dev/null 2>&1; then
+        SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) && export SOURCE_DATE_EPOCH
+    fi
+    exec "$PY" -m stage1.rkt.aci "$@"
+}
+
 test_deps() {
     need_apt /usr/bin/busybox busybox-static
     need_apt /bin/ip iproute2                           # the network tests look at links
     need_apt /usr/bin/actool appc-spec
-    "$PY" -c 'import pytest' 2>/dev/null || \
-        "$PY" -m pip install -q --disable-pip-version-check pytest
+    need_apt /usr/bin/podman podman      # the container recipes, run with --rootfs
+    need_apt /usr/sbin/runc runc
+    "$PY" -c 'import pytest, build' 2>/dev/null || \
+        "$PY" -m pip install -q --disable-pip-version-check pytest build
 }
 
 peers() {
@@ -74,8 +91,8 @@ case $cmd in
         "$VENV/bin/stage1" status examples/pod
         echo "build.sh: the example pod exited with $rc" >&2
         exit $rc ;;
-    test) setup; test_deps; exec "$PY" -m pytest tests "$@" ;;
+    test) setup; aci_deps; test_deps; exec "$PY" -m pytest tests "$@" ;;
     bench) setup; peers; exec "$PY" bench/run.py "$@" ;;
-    aci) setup; exec "$PY" -m stage1.rkt.aci "$@" ;;
+    aci) setup; aci "$@" ;;
     *) echo "usage: ./build.sh [setup|example|test|bench|aci]" >&2; exit 2 ;;
 esac

@@ -401,3 +401,27 @@ class Recorder:
 def read_json(path):
     with open(path) as f:
         return json.load(f)
+
+
+# -- the self-contained stage1 image -------------------------------------------
+
+@pytest.fixture(scope="session")
+def stage1_aci(tmp_path_factory):
+    """stage1.aci as `./build.sh aci` writes it (self-contained), built once
+    a session: the image tests, the rkt-interface tests and the real-rkt
+    tests share it."""
+    path = str(tmp_path_factory.mktemp("aci") / "stage1.aci")
+    done = subprocess.run([os.path.join(ROOT, "build.sh"), "aci", "-o", path],
+                          capture_output=True, text=True, timeout=600, env=aci_env())
+    assert done.returncode == 0, done.stdout + done.stderr
+    return path
+
+
+_EPOCH = str(int(time.time()))
+
+
+def aci_env():
+    """The build's environment: one SOURCE_DATE_EPOCH for the whole session
+    (build.sh would take the last commit's, which a commit during the run
+    changes)."""
+    return dict(os.environ, SOURCE_DATE_EPOCH=_EPOCH)

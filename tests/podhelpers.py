@@ -17,7 +17,7 @@ import time
 from conftest import children, descendants  # noqa: F401 (children is re-exported)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STAGE1 = os.path.join(ROOT, ".venv", "bin", "stage1")
+STAGE1 = os.environ.get("STAGE1_BIN", os.path.join(ROOT, ".venv", "bin", "stage1"))
 UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc"]
 PY = "/usr/bin/python3"
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")

@@ -67,12 +67,19 @@ def test_version():
     assert (r.returncode, r.stdout, r.stderr) == (0, "stage1 %s\n" % stage1.__version__, "")
 
 
-@pytest.mark.parametrize("args", [["--help"], ["exec", "--help"], ["exec", "-h"]])
+@pytest.mark.parametrize("args", [["exec", "--help"], ["exec", "-h"], ["help", "exec"]])
 def test_help(args):
     r = subprocess.run([STAGE1] + args, capture_output=True, text=True, timeout=15)
     assert r.returncode == 0 and r.stderr == ""
-    assert "usage: stage1 exec [OPTIONS] [--] CMD [ARGS...]" in r.stdout
-    assert "--grace" in r.stdout and "--pdeathsig" in r.stdout
+    assert r.stdout.startswith("usage: stage1 exec [OPTIONS] [--] CMD [ARGS...]\n")
+    assert "--grace" in r.stdout and "--pdeathsig" in r.stdout and "exit codes:" in r.stdout
+
+
+def test_top_level_help_lists_exec():
+    # `stage1 --help` lists the commands (tests/test_help.py); exec's
+    # options are in `stage1 exec --help`
+    r = subprocess.run([STAGE1, "--help"], capture_output=True, text=True, timeout=15)
+    assert r.returncode == 0 and "\n  exec " in r.stdout
 
 
 # The x86_64 system call number of rt_sigtimedwait.

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
@@ -69,14 +68,12 @@ def _busybox_aci(path):
 
 
 class Rkt:
-    def __init__(self, base):
+    def __init__(self, base, stage1):
         self.base = base
         self.dir = os.path.join(base, "data")
         self.config = os.path.join(base, "config")
         os.makedirs(os.path.join(self.config, "net.d"))
-        self.stage1 = os.path.join(base, "stage1.aci")
-        subprocess.run([sys.executable, "-m", "stage1.rkt.aci", "-o", self.stage1],
-                       check=True, cwd=ROOT, capture_output=True, timeout=60)
+        self.stage1 = stage1        # the self-contained image (conftest's stage1_aci)
         self.image = os.path.join(base, "busybox.aci")
         _busybox_aci(self.image)
         self.env = dict(os.environ, RKT_EXPERIMENT_APP="true")
@@ -158,10 +155,10 @@ def _ours():
 
 
 @pytest.fixture(scope="module")
-def rkt():
+def rkt(stage1_aci):
     base = tempfile.mkdtemp(prefix="stage1-rkt-", dir="/tmp")
     before = _ours()
-    r = Rkt(base)
+    r = Rkt(base, stage1_aci)
     try:
         yield r
     finally:

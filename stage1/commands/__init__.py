@@ -8,34 +8,15 @@ errors exit 2 with one line.
 
 main.py is the entry point and `exec` (whose start-up counts); pod.py the
 pod commands (run, status, stop, ps, enter, gc); live.py those of a live
-pod (app, events, logs).  May import every layer.
+pod (app, events, logs); helptext.py every command's help, usage lines and
+the manual page, loaded only for help or a usage error.  Help and usage
+errors: `stage1 COMMAND --help` and `stage1 help COMMAND` on stdout, exit
+0; a usage error is one line and the command's usage line on stderr,
+exit 2, never anything on stdout.  May import every layer.
 """
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 254          # rkt's code for a failure of stage1 itself
-
-USAGE = """\
-usage: stage1 exec [OPTIONS] [--] CMD [ARGS...]
-       stage1 run [OPTIONS] [POD | UUID]
-       stage1 status POD [--json] [--wait-ready [--timeout S]]
-       stage1 stop [--force] [POD | UUID]
-       stage1 ps POD
-       stage1 enter [--pid=PID] --appname=NAME [POD] [-- CMD [ARGS...]]
-       stage1 gc [--debug] [--local-config DIR] [POD | UUID]
-       stage1 app start|stop|restart|rm|add [POD] --app NAME [--manifest FILE]
-       stage1 events [POD] [--follow]
-       stage1 logs [POD] [--app NAME] [--follow]
-       stage1 --version | --help
-
-exec options:
-  --grace SECONDS     SIGKILL what is left this long after a stop signal (default 10, 0: never)
-  -g, --group         pass signals to the app's process group
-  --status-dir DIR    write DIR/NAME and DIR/NAME.json when the app exits
-  --name NAME         the status name (default: basename of CMD)
-  --pdeathsig SIG     have the kernel send SIG to the init when its parent dies
-  -v, --verbose       log signals, reaped pids and decisions to stderr
-"""
-
 
 class UsageError(Exception):
     """A bad command line: one line saying what, then the command's usage line."""
@@ -45,11 +26,8 @@ class UsageError(Exception):
         self.command = command
 
     def usage_line(self):
-        for line in USAGE.splitlines():
-            words = line.replace("usage:", "").split()
-            if self.command and words[1:2] == [self.command]:
-                return "usage: " + " ".join(words)
-        return USAGE.splitlines()[0]
+        from stage1.commands import helptext     # only on this path: see helptext
+        return helptext.usage_line(self.command)
 
 
 def parse(args, options, stop_at_positional=False):

@@ -19,6 +19,10 @@ from stage1.rkt import interface
 EXIT_REFUSED = 1
 EXIT_FAILURE = 254
 APP_OPS = ("start", "stop", "restart", "rm", "add")
+APP_OPTIONS = {"--app": ("app", True), "--manifest": ("manifest", True),
+               "--debug": ("debug", False), "-v": ("debug", False)}
+EVENTS_OPTIONS = {"--follow": ("follow", False), "-f": ("follow", False)}
+LOGS_OPTIONS = {"--app": ("app", True), "--follow": ("follow", False), "-f": ("follow", False)}
 
 def _poddir(positionals, command):
     if len(positionals) > 1:
@@ -44,8 +48,7 @@ def cmd_app(args):
         raise UsageError("app needs one of %s" % ", ".join(APP_OPS), "app")
     op = args[0]
     rest = interface.app_args(args[1:])
-    opts, positionals = parse(rest, {"--app": ("app", True), "--manifest": ("manifest", True),
-                                     "--debug": ("debug", False), "-v": ("debug", False)})
+    opts, positionals = parse(rest, APP_OPTIONS)
     if not opts.get("app"):
         raise UsageError("app %s needs --app NAME" % op, "app")
     poddir = _poddir(positionals, "app")
@@ -82,7 +85,7 @@ def _answer_text(op, a):
 
 
 def cmd_events(args):
-    opts, positionals = parse(args, {"--follow": ("follow", False), "-f": ("follow", False)})
+    opts, positionals = parse(args, EVENTS_OPTIONS)
     poddir = _poddir(positionals, "events")
     path = os.path.join(poddir.path, "events.jsonl")
     if opts.get("follow"):
@@ -156,8 +159,7 @@ def _ended(events):
 
 
 def cmd_logs(args):
-    opts, positionals = parse(args, {"--app": ("app", True), "--follow": ("follow", False),
-                                     "-f": ("follow", False)})
+    opts, positionals = parse(args, LOGS_OPTIONS)
     poddir = _poddir(positionals, "logs")
     logdir = os.path.join(poddir.path, "logs")
     try:
@@ -257,4 +259,5 @@ def wait_ready(poddir, timeout):
         time.sleep(0.05)
 
 
+OPTIONS = {"app": APP_OPTIONS, "events": EVENTS_OPTIONS, "logs": LOGS_OPTIONS}
 COMMANDS = {"app": cmd_app, "events": cmd_events, "logs": cmd_logs}

@@ -16,7 +16,7 @@ EXIT_FAILURE = 254
 RUN_OPTIONS = {
     "--grace": ("grace", True), "-v": ("verbose", False), "--verbose": ("verbose", False),
     "--debug": ("verbose", False), "--interactive": ("interactive", False),
-    "--mutable": ("mutable", False), "-h": ("help", False), "--help": ("help", False),
+    "--mutable": ("mutable", False),
     "--isolate": ("isolate", False), "--no-isolate": ("no_isolate", False),
 }
 
@@ -26,10 +26,6 @@ def cmd_run(args):
     from stage1.runner import pod as runner
     args, flags = interface.split_run_flags(args)
     opts, positionals = parse(args, RUN_OPTIONS)
-    if opts.get("help"):
-        sys.stdout.write("usage: stage1 run [--grace S] [-v] [--isolate | --no-isolate] "
-                         "[rkt run flags] [POD | UUID]\n")
-        return 0
     if len(positionals) > 1:
         raise UsageError("run takes one pod directory or UUID, not %d" % len(positionals), "run")
     if opts.get("isolate") and opts.get("no_isolate"):
@@ -48,8 +44,16 @@ def _pod_arg(positionals, command):
     return directory.find(positionals[0] if positionals else None)
 
 
+STOP_OPTIONS = {"--force": ("force", False), "-f": ("force", False)}
+STATUS_OPTIONS = {"--json": ("json", False), "--wait-ready": ("wait_ready", False),
+                  "--timeout": ("timeout", True)}
+PS_OPTIONS = {}
+GC_OPTIONS = {"--debug": ("verbose", False), "-v": ("verbose", False),
+              "--local-config": ("local_config", True)}
+
+
 def cmd_stop(args):
-    opts, positionals = parse(args, {"--force": ("force", False), "-f": ("force", False)})
+    opts, positionals = parse(args, STOP_OPTIONS)
     poddir = _pod_arg(positionals, "stop")
     try:
         pid = poddir.find_init()
@@ -102,9 +106,7 @@ def _time_text(text):
 
 
 def cmd_status(args):
-    opts, positionals = parse(args, {"--json": ("json", False),
-                                     "--wait-ready": ("wait_ready", False),
-                                     "--timeout": ("timeout", True)})
+    opts, positionals = parse(args, STATUS_OPTIONS)
     poddir = _pod_arg(positionals, "status")
     if opts.get("wait_ready"):
         timeout = seconds(opts["timeout"], "--timeout") if "timeout" in opts else None
@@ -155,7 +157,7 @@ def _table(rows):
 
 def cmd_ps(args):
     from stage1.engine import procs
-    _, positionals = parse(args, {})
+    _, positionals = parse(args, PS_OPTIONS)
     poddir = _pod_arg(positionals, "ps")
     try:
         init_pid = poddir.find_init()
@@ -210,11 +212,13 @@ def cmd_enter(args):
 def cmd_gc(args):
     """rkt's `gc [--debug] [--local-config DIR] UUID`, cwd in the pod."""
     from stage1.isolation import gc
-    opts, positionals = parse(args, {"--debug": ("verbose", False), "-v": ("verbose", False),
-                                     "--local-config": ("local_config", True)})
+    opts, positionals = parse(args, GC_OPTIONS)
     return gc.run(_pod_arg(positionals, "gc"), verbose=bool(opts.get("verbose")),
                   local_config=opts.get("local_config"))
 
 
+# Every command's options, for tests/test_help.py (each is in its help).
+OPTIONS = {"run": RUN_OPTIONS, "stop": STOP_OPTIONS, "status": STATUS_OPTIONS,
+           "ps": PS_OPTIONS, "enter": ENTER_OPTIONS, "gc": GC_OPTIONS}
 COMMANDS = {"run": cmd_run, "stop": cmd_stop, "status": cmd_status, "ps": cmd_ps,
             "enter": cmd_enter, "gc": cmd_gc}
