@@ -69,8 +69,8 @@ class Rkt:
     def first_output(self, net):
         """Seconds from spawning `rkt run` to the app's first line."""
         start = time.perf_counter()
-        proc = subprocess.Popen(self.argv("run", "--stage1-hash=" + self.stage1_hash, "--net=" + net,
-                                          self.image), stdout=subprocess.PIPE,
+        argv = self.argv("run", "--stage1-hash=" + self.stage1_hash, "--net=" + net, self.image)
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
         line = proc.stdout.readline()
         took = time.perf_counter() - start
