@@ -1,8 +1,8 @@
 """stage1's benchmarks beside its peers: `./build.sh bench [--quick] [--only SUITE]`.
 
 One module per suite (exec_bench.py for `stage1 exec`, pod_bench.py,
-live_bench.py, seccomp_bench.py), each with `run(quick, log) -> markdown`.  This file picks the
-suites, prints each report and writes it to bench/results/SUITE.md with the
+live_bench.py, robust_bench.py, seccomp_bench.py, scale_bench.py), each
+with `run(quick, log) -> markdown`.  This file picks the suites, prints each report and writes it to bench/results/SUITE.md with the
 date, the machine and the command, so that the README's figures can be
 copied from one run.  Figures are ratios between rows of one run; the
 absolute numbers move with the machine's noise.
@@ -18,7 +18,7 @@ import sys
 import harness
 
 SUITES = {"exec": "exec_bench", "pod": "pod_bench", "live": "live_bench",
-          "robust": "robust_bench", "seccomp": "seccomp_bench"}
+          "robust": "robust_bench", "seccomp": "seccomp_bench", "scale": "scale_bench"}
 RESULTS = os.path.join(harness.HERE, "results")
 
 

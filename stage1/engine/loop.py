@@ -116,11 +116,25 @@ class Loop:
             if not timer.cancelled:
                 timer.callback()
 
+    def flush(self, safe=False):
+        """The batched work now (status files): before each wait, and once
+        more as the pod ends.  safe: a failing callback does not keep the
+        others from running (the internal-error path)."""
+        for callback in self.before_wait:
+            if not safe:
+                callback()
+                continue
+            try:
+                callback()
+            except Exception:
+                pass
+
     def run(self):
         self.running = True
         readers = self._readers
+        before_wait = self.before_wait
         while self.running:
-            for callback in self.before_wait:
+            for callback in before_wait:      # flush(), inline: the hot path of exec mode
                 callback()
             if not self.running:
                 break

@@ -55,8 +55,27 @@ def remove_stale(directory, keep_pid=None):
 
 
 def write_json(path, obj):
+    write_atomic(path, json_text(obj).encode())
+
+
+def json_text(obj):
+    """json.dumps(obj, indent=2, sort_keys=True) + newline, the same text.
+
+    json's indenting encoder is pure Python, five times slower than its C
+    one; a flat object (an app's record: no value a list or an object) is
+    the C encoder's output with the indent put in by the separators, which
+    is the same text, since a newline inside a string is escaped."""
+    global _flat
     import json
-    write_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+    if obj and isinstance(obj, dict) and not any(
+            isinstance(v, (dict, list, tuple)) for v in obj.values()):
+        if _flat is None:
+            _flat = json.JSONEncoder(sort_keys=True, separators=(",\n  ", ": ")).encode
+        return "{\n  " + _flat(obj)[1:-1] + "\n}\n"
+    return json.dumps(obj, indent=2, sort_keys=True) + "\n"
+
+
+_flat = None
 
 
 def read_json(path):
@@ -89,13 +108,21 @@ def app_record(app):
 
 class StatusWriter:
     """Writes app status files into one directory; failures are reported
-    once per file and never stop the pod."""
+    once per file and never stop the pod.
+
+    Only what changed is written: an app's files at the end of the loop
+    turn in which it changed (so an app that starts and becomes ready in
+    one turn costs one write, and each app's final status is on disk as
+    the turn that reaped it ends, not all at the pod's end), and `<app>`
+    only when its exit code is not the one already there."""
 
     def __init__(self, directory, warn):
         self.directory = directory
         self.warn = warn
         self._failed = set()
         self._dirty = {}
+        self._codes = {}          # app name -> the exit code in its `<app>` file
+        self.written = 0          # files written (what the tests count)
         try:
             os.makedirs(directory, exist_ok=True)
         except OSError as err:
@@ -111,9 +138,13 @@ class StatusWriter:
         """Note that app changed; the files are written at the next flush."""
         self._dirty[app.name] = app
 
-    def flush(self):
-        """Write what changed since the last flush: once per loop turn, so an
-        app that starts and becomes ready in one turn costs one write."""
+    def flush(self, app=None):
+        """Write what changed since the last flush (once per loop turn), or
+        only app's files, now (before a handler that may read them)."""
+        if app is not None:
+            if self._dirty.pop(app.name, None) is not None:
+                self.write(app)
+            return
         dirty, self._dirty = self._dirty, {}
         for app in dirty.values():
             self.write(app)
@@ -121,13 +152,18 @@ class StatusWriter:
     def write(self, app):
         path = os.path.join(self.directory, app.name)
         try:
-            if app.exit_code is not None:
-                write_atomic(path, b"%d\n" % app.exit_code)
+            code = app.exit_code
+            if code is not None and self._codes.get(app.name) != code:
+                write_atomic(path, b"%d\n" % code)
+                self._codes[app.name] = code
+                self.written += 1
             write_json(path + ".json", app_record(app))
+            self.written += 1
         except OSError as err:
             self._fail(path, err)
 
     def remove(self, name):
+        self._codes.pop(name, None)
         for suffix in ("", ".json"):
             try:
                 os.unlink(os.path.join(self.directory, name + suffix))

@@ -10,6 +10,16 @@ spawning, killing and reaping go through spawn.py and native.py.
 Exec mode (`stage1 exec`) is a pod of one app whose signals are all passed
 on; pod mode (`stage1 run`) stops the pod on SIGTERM/SIGINT and passes the
 other signals to every running app.
+
+An event costs what it touches, whatever the pod's size (issue 14).  Pod-wide
+questions (is every app ready? has every app ended? is the pod over? which
+app may start or stop now?) are answered from small indexes kept up to date
+as each app changes (`_index`), not by walking every app: a start pass looks
+only at the apps waiting for the one that became ready, a stop pass only at
+the apps the one that ended comes after, the exit policy only at the apps
+that have not exited, and an answer waits (`when`) on the app it is about.
+The pod-wide walks left are once per pod event (the pod's stop, its grace
+running out, a signal to every app), never once per app event.
 """
 import os
 import time
@@ -119,10 +129,24 @@ class Supervisor:
         self.prepare = lambda app: {}     # extra spawn options per start (notify fds, logs)
         self.spawned = lambda app, ok: None   # after each spawn, whether it worked
         self.hook_launch = hook_launch or (lambda app, argv: None)
-        self.waiters = []
+        self.waiters = {}       # app (None: any app) -> [(predicate, callback)]
         self.apps = {}
         self.by_pid = {}
         self.hooks = {}
+        # The indexes (see _index); dicts, as ordered sets of apps.
+        self._later = {}        # name -> the apps that come after it (stage1/after)
+        self._inits = []        # init apps, in manifest order
+        self._unended = {}      # apps that have not ended (the pod's stop waits for them)
+        self._unready = {}      # apps that keep the pod from being ready
+        self._not_exited = {}   # the exit policy judges only these
+        self._init_pending = {}   # init apps that have not succeeded yet
+        self._startable = {}    # waiting apps a start pass may start (not init, not held)
+        self._to_check, self._queued = [], set()   # of those, whose order may now allow it
+        self._inits_done = False
+        self._witness = None    # an app that was not over at the last policy check
+        # Apps looked at by start passes, stop passes and the exit policy:
+        # what the tests check to catch a walk of every app per event.
+        self.visits = {"start": 0, "stop": 0, "policy": 0}
         self.exit_code = None
         self.running = False
         self.stopping = False
@@ -159,6 +183,7 @@ class Supervisor:
             # run starts when it is done (unless a stop comes first).
             app.start_after_hook = True
             app.stop_requested = False
+            self._index(app)
             return
         app.stop_requested = app.killed = False
         if app.pre_start:
@@ -259,6 +284,7 @@ class Supervisor:
 
     def _stop_waiting(self, app, *args):
         app.stop_requested = True
+        self._index(app)
         if app.timer:
             app.timer.cancel()
             app.timer = None
@@ -283,31 +309,71 @@ class Supervisor:
 
     def _set(self, app, state):
         app.state = state
+        self._index(app)
+        self._changed(app)
+        self._wake(app)
+
+    def _changed(self, app):
+        """Something the app's status files show changed: they are written
+        at the end of the loop turn (StatusWriter.flush)."""
         if self.status is not None:
             self.status.app(app)
-        self.on_change()
-        self._wake_waiters()
 
-    def when(self, predicate, callback):
-        """Call callback() once predicate() holds, checked after every transition."""
+    def _index(self, app):
+        """Keep app's place in the indexes after a change of its state,
+        readiness, hook or hold.  Called wherever one of those changes, so
+        that each pod-wide question is a look at a small dict."""
+        if self.apps.get(app.name) is not app:       # removed: in none
+            for index in (self._unended, self._unready, self._not_exited,
+                          self._init_pending, self._startable):
+                index.pop(app, None)
+            return
+        _put(self._unended, app, not app.ended)
+        done = app.is_init and app.exit_code == 0 and app.state == EXITED
+        _put(self._unready, app, not (app.ready or done))
+        _put(self._not_exited, app, app.state != EXITED)
+        _put(self._init_pending, app, app.is_init and not done)
+        _put(self._startable, app, app.state == WAITING and not app.stop_requested
+             and not app.is_init)
+
+    def when(self, predicate, callback, app=None):
+        """Call callback() once predicate() holds.  It is checked after each
+        transition of `app` (its state, readiness, hook, removal) and when
+        the pod starts or ends its stop; with no app, after every
+        transition of any app."""
         if predicate():
             callback()
         else:
-            self.waiters.append((predicate, callback))
+            self.waiters.setdefault(app, []).append((predicate, callback))
 
-    def _wake_waiters(self):
-        if not self.waiters:
+    def _wake(self, app):
+        if self.waiters:
+            self._wake_key(app)
+            self._wake_key(None)
+
+    def _wake_key(self, key):
+        waiters = self.waiters.get(key)
+        if not waiters:
             return
-        due = [w for w in self.waiters if w[0]()]
-        if due:
-            self.waiters = [w for w in self.waiters if w not in due]
-            for _, callback in due:
-                callback()
+        due = [w for w in waiters if w[0]()]
+        if not due:
+            return
+        left = [w for w in self.waiters.get(key, ()) if w not in due]
+        if left:
+            self.waiters[key] = left
+        else:
+            self.waiters.pop(key, None)
+        for _, callback in due:
+            callback()
+
+    def _wake_all(self):
+        """Every waiter: on pod events (a predicate may read sup.stopping)."""
+        for key in list(self.waiters):
+            self._wake_key(key)
 
     def status_changed(self, app):
         """Something reported of a running app changed (sd_notify STATUS=)."""
-        if self.status is not None:
-            self.status.app(app)
+        self._changed(app)
 
     def _emit(self, kind, app, **fields):
         self.on_event(kind, app, fields)
@@ -318,20 +384,32 @@ class Supervisor:
         if app.ready or app.state != RUNNING:
             return
         app.ready = True
-        if self.status is not None:
-            self.status.app(app)
+        self._index(app)
+        self._changed(app)
         self._emit("ready", app)
-        self._wake_waiters()
+        self._wake(app)
+        self._queue_later(app)
         self._start_eligible()
         self._check_pod_ready()
 
     def _check_pod_ready(self):
         if self.pod_ready or self.stopping:
             return
-        if all(a.ready or (a.is_init and a.exit_code == 0 and a.state == EXITED)
-               for a in self.apps.values()):
+        if not self._unready:
             self.pod_ready = True
             self.on_ready()
+
+    def _queue_later(self, app):
+        """The apps that come after app may start now: the next start pass
+        looks at them (and only them)."""
+        for other in self._later.get(app.name, ()):
+            if other in self._startable:
+                self._queue(other)
+
+    def _queue(self, app):
+        if app not in self._queued:
+            self._queued.add(app)
+            self._to_check.append(app)
 
     def _start_eligible(self):
         """Start what may start now: init apps one by one, then the rest by `after`.
@@ -356,21 +434,40 @@ class Supervisor:
             self._ended_for_good(app)
 
     def _start_pass(self):
-        app, inits_done = _next_init(self.apps)
+        """Init apps one at a time while one has not succeeded; then the
+        queued apps in the order they were queued (manifest order first).
+        An app whose turn has not come is queued again when something it
+        comes after becomes ready."""
+        app = self._next_init()
         if app is not None:
             if app.state == WAITING and not app.stop_requested:
                 self.event(app, "start")
             return
-        for app in list(self.apps.values()):
-            if (app.state == WAITING and not app.is_init and not app.stop_requested
-                    and _may_start(app, self.apps)):
+        if not self._inits_done:
+            self._inits_done = True      # from now on, every waiting app may start
+            for other in list(self._startable):
+                self._queue(other)
+        queue, i = self._to_check, 0
+        while i < len(queue) and not self.stopping:
+            app = queue[i]
+            i += 1
+            self._queued.discard(app)
+            self.visits["start"] += 1
+            if app in self._startable and _may_start(app, self.apps):
                 self.event(app, "start")
+        del queue[:i]
+
+    def _next_init(self):
+        """The init app to run now, or None once every init app has succeeded."""
+        if not self._init_pending:
+            return None
+        return next(a for a in self._inits if a in self._init_pending)
 
     # -- hooks -------------------------------------------------------------
 
     def _run_hook(self, app, argv, kind):
         if self.status is not None:
-            self.status.flush()      # a post-stop handler may read the app's final status
+            self.status.flush(app)   # a post-stop handler may read the app's final status
         launch = self.hook_launch(app, argv)
         try:
             pid = spawn.start(launch, self.signals, pgid_mode=self.pgid_mode)
@@ -381,10 +478,12 @@ class Supervisor:
             return
         app.hook_pid = pid
         self.hooks[pid] = (app, kind)
+        self._index(app)
 
     def _hook_exited(self, pid, status):
         app, kind = self.hooks.pop(pid)
         app.hook_pid = None
+        self._index(app)
         code = spawn.exit_code(status)
         self.log.debug("%s: %s handler exited %d" % (app.name, kind, code))
         if kind == "pre-start":
@@ -393,9 +492,9 @@ class Supervisor:
             app.start_after_hook = False
             if not self.stopping and not app.stop_requested:
                 self._start(app)
-        self._wake_waiters()       # app.ended changed with hook_pid
+        self._wake(app)       # app.ended changed with hook_pid
         if self.stopping:
-            self._stop_eligible()
+            self._stop_eligible(self._comes_after(app))
         self._maybe_finish()
 
     def _cancel_start(self, app, *args):
@@ -433,7 +532,7 @@ class Supervisor:
         if app.remove_when_ended:
             self.loop.call_later(0, lambda: self._remove(app))
         if self.stopping:
-            self._stop_eligible()
+            self._stop_eligible(self._comes_after(app))
             self._maybe_finish()
             return
         failed = app.exit_code != 0
@@ -452,8 +551,24 @@ class Supervisor:
         triggers = self.policy == ON_ANY or (self.policy == ON_ANY_FAILURE and failed)
         if triggers and not app.stop_requested:
             self.shutdown(app.exit_code)
-        elif all(self._over(a) for a in self.apps.values()):
+        elif self._all_over():
             self.shutdown(self._first_failure() or 0)
+
+    def _all_over(self):
+        """Every app is over.  Exited apps are, so only the others are
+        looked at, the one found not over last time first: while it runs,
+        the answer costs one look, whatever the pod's size."""
+        witness = self._witness
+        if witness is not None and witness in self._not_exited:
+            self.visits["policy"] += 1
+            if not self._over(witness):
+                return False
+        for app in self._not_exited:
+            self.visits["policy"] += 1
+            if not self._over(app):
+                self._witness = app
+                return False
+        return True
 
     def _over(self, app):
         """Ended for good: exited, or waiting for a start that cannot come
@@ -473,6 +588,11 @@ class Supervisor:
 
     def add(self, app):
         self.apps[app.name] = app
+        for dep in app.after:
+            self._later.setdefault(dep, []).append(app)
+        if app.is_init:
+            self._inits.append(app)
+        self._index(app)
 
     def start_all(self):
         self.running = True
@@ -484,9 +604,8 @@ class Supervisor:
         # Held like an app stopped before it started, so that no start pass
         # (another app ready, an init app done) starts it: only `app start`.
         app.stop_requested = True
-        self.apps[app.name] = app
-        if self.status is not None:
-            self.status.app(app)
+        self.add(app)
+        self._changed(app)
         self.on_change()
         self._emit("added", app)
 
@@ -502,9 +621,17 @@ class Supervisor:
     def _remove(self, app):
         if self.apps.get(app.name) is app and app.ended:
             del self.apps[app.name]
+            for dep in app.after:
+                self._later[dep].remove(app)
+            if app in self._inits:
+                self._inits.remove(app)
+            self._index(app)
+            # What came after it no longer waits for it (_may_start): the
+            # next start pass looks at those again.
+            self._queue_later(app)
             self.on_change()
             self._emit("removed", app)
-            self._wake_waiters()
+            self._wake(app)
             self._maybe_finish()
 
     def run(self):
@@ -547,9 +674,8 @@ class Supervisor:
             text = "%s: %s" % (type(err).__name__, err)
         self.log.warn("internal error, every process of the pod was killed:\n%s" % text)
         self.exit_code = 254
-        if self.status is not None:
-            self.status.flush()
         self.on_change()
+        self.loop.flush(safe=True)
 
     def shutdown(self, exit_code=None):
         """Stop every app, ask leftovers to stop, SIGKILL all when grace ends."""
@@ -560,20 +686,34 @@ class Supervisor:
         self.stopping = True
         self.log.debug("stopping the pod")
         self.on_change()
-        for app in list(self.apps.values()):
+        apps = list(self.apps.values())
+        for app in apps:
             if app.state in (WAITING, BACKOFF, STARTING):
                 self.event(app, "stop")
-        self._stop_eligible()
-        if self._longest_grace() > 0:
-            self._deadline = self.loop.call_later(self._longest_grace(), self._grace_over)
+        self._stop_eligible(apps)
+        grace = self._longest_grace()
+        if grace > 0:
+            self._deadline = self.loop.call_later(grace, self._grace_over)
+        self._wake_all()
         self._maybe_finish()
 
-    def _stop_eligible(self):
+    def _stop_eligible(self, apps):
         """Stopping goes in reverse start order: an app gets its stop signal
-        once every app that comes after it has ended."""
-        for app in list(self.apps.values()):
-            if app.state == RUNNING and _may_stop(app, self.apps):
+        once every app that comes after it has ended.  `apps` are those
+        whose turn may have come: every app as the stop begins, then, as
+        each app ends, the apps it comes after."""
+        for app in apps:
+            self.visits["stop"] += 1
+            if app.state == RUNNING and self._may_stop(app):
                 self.event(app, "stop")
+
+    def _may_stop(self, app):
+        """True when every app that comes after it has ended."""
+        return all(other.ended for other in self._later.get(app.name, ()) if other is not app)
+
+    def _comes_after(self, app):
+        """The apps app comes after (that are still in the pod)."""
+        return [self.apps[d] for d in app.after if d in self.apps]
 
     def _longest_grace(self):
         """The pod's deadline covers the slowest chain of ordered stops."""
@@ -594,7 +734,7 @@ class Supervisor:
     def _maybe_finish(self):
         if not self.stopping or self.done:
             return
-        if not all(a.ended for a in self.apps.values()) or self.hooks:
+        if self._unended or self.hooks:
             return
         if native.has_children():
             # Every app has ended: what is left are leftovers (daemons,
@@ -615,9 +755,9 @@ class Supervisor:
             self._deadline.cancel()
         if self.exit_code is None:
             self.exit_code = self._first_failure() or 0
-        if self.status is not None:
-            self.status.flush()
         self.on_change()
+        self._wake_all()
+        self.loop.flush()       # the status files, then the pod's
         self.loop.stop()
 
     # -- signals and children ---------------------------------------------
@@ -688,13 +828,20 @@ class Supervisor:
             native.kill_many([app.pid], sig)
 
     def _kill_everything(self, sig):
-        """sig to every process left below the init."""
-        pids = init.descendants(os.getpid())
-        if pids is None and self._pid1:
-            # No /proc of our own: kill(-1) reaches every process of the
-            # namespace but the init itself.
+        """sig to every process left below the init.
+
+        As PID 1 of a PID namespace, kill(-1) reaches every process of the
+        namespace but the init itself, in one system call: the processes
+        below the init, and any that joined the namespace from outside
+        (`stage1 enter`, nsenter), which the kernel kills anyway once the
+        init exits, as it does in a container whose PID 1 ends.  Otherwise
+        (a subreaper on the host), only the processes below the init, from
+        /proc (none when /proc is not our namespace's)."""
+        if self._pid1:
             native.kill_many([-1], sig)
-        elif pids:
+            return
+        pids = init.descendants(os.getpid())
+        if pids:
             native.kill_many(pids, sig)
 
 def _reason(app, sig):
@@ -720,21 +867,11 @@ def _may_start(app, apps):
     return all(apps[d].ready for d in app.after if d in apps)
 
 
-def _may_stop(app, apps):
-    """True when every app that comes after it has ended."""
-    return all(other.ended for other in apps.values()
-               if other is not app and app.name in other.after)
-
-
-def _next_init(apps):
-    """(the init app to run now or None, whether all init apps succeeded)."""
-    for app in apps.values():
-        if not app.is_init:
-            continue
-        if app.exit_code == 0 and app.state == "exited":
-            continue
-        return app, False
-    return None, True
+def _put(index, app, member):
+    if member:
+        index[app] = None
+    else:
+        index.pop(app, None)
 
 
 def _stop_time(apps, grace_of):

@@ -306,7 +306,7 @@ class ControlServer:
             self.sup.event(app, "stop")
         deliver = client.answer_later()
         self.sup.when(lambda: app.name not in self.sup.apps,
-                      lambda: deliver({"ok": True, "app": app.name, "removed": True}))
+                      lambda: deliver({"ok": True, "app": app.name, "removed": True}), app)
 
     def op_add(self, client, req):
         self._refuse_when_stopping()
@@ -325,7 +325,7 @@ class ControlServer:
 
     def _answer_when(self, client, app, done):
         deliver = client.answer_later()
-        self.sup.when(done, lambda: deliver(dict(ok=True, **_brief(app))))
+        self.sup.when(done, lambda: deliver(dict(ok=True, **_brief(app))), app)
 
     def close(self):
         """The pod has ended: what clients are owed still goes (the last

@@ -126,21 +126,32 @@ def pod_init(the_plan, poddir, opts, ready_fd, parent_sigfd, signals):
 # -- the pod's life ------------------------------------------------------------------
 
 class PodStatus:
-    """POD/pod-status.json, written when the pod's state changes."""
+    """POD/pod-status.json, written when the pod's state or its list of apps
+    changes.  The Supervisor calls it (on_change) on those pod events only,
+    never on an app's transition; it notes them and writes the file once
+    at the end of the loop turn (flush), so that a hundred `app add`s in a
+    turn cost one file, not a hundred lists of every app."""
 
     def __init__(self, poddir, sup, log, pid=None):
         self.poddir, self.sup, self.log = poddir, sup, log
         self.isolated = pid is not None    # the apps' pids are the pod namespace's
         self.pid = pid or os.getpid()      # an isolated init is 1 to itself
         self.state = None
+        self.dirty = True
         self.started_at = time.time()
         self.failed = False
 
     def __call__(self):
+        self.dirty = True
+
+    def flush(self):
+        if not self.dirty:
+            return
+        self.dirty = False
         sup = self.sup
         state = "exited" if sup.done else "stopping" if sup.stopping else "running"
         if (state, list(sup.apps)) == self.state:
-            return       # `app add` and `app rm` change the list of apps
+            return
         self.state = (state, list(sup.apps))
         doc = {"state": state, "exitCode": sup.exit_code if sup.done else None,
                "pid": self.pid, "startedAt": rfc3339(self.started_at),
@@ -163,14 +174,15 @@ def supervise(the_plan, poddir, opts, log, sigfd, signals, pid=None, before_star
                      status=status, backoff=the_plan.backoff,
                      hook_launch=lambda app, argv: app.make_launch(argv))
     sup.mutable = opts.mutable
-    sup.on_change = PodStatus(poddir, sup, log, pid)
+    pod_status = sup.on_change = PodStatus(poddir, sup, log, pid)
+    loop.before_wait.append(pod_status.flush)      # after the apps' status files
     live = LivePod(poddir, loop, sup, log,
                    lambda name, runtime_app: add_app(poddir, sup, name, runtime_app,
                                                      the_plan.stdin_fd, the_plan.isolation))
     for app in the_plan.apps:
         sup.add(app)
         status.app(app)
-    sup.on_change()
+    pod_status.flush()
     if before_start is not None:
         before_start()
     code = sup.run()
