@@ -122,13 +122,15 @@ def _exit_tuples(n):
 _exits = ffi.new("struct s1_exit[256]")
 
 
-def reap():
-    """Every child that has ended since the last call: (pid, status, utime, stime, maxrss_kb)."""
+def reap(limit=None):
+    """Every child that has ended since the last call (at most `limit`):
+    (pid, status, utime, stime, maxrss_kb)."""
     out = []
     while True:
-        n = _check(lib.s1_reap(_exits, 256))
+        want = 256 if limit is None else min(256, limit - len(out))
+        n = _check(lib.s1_reap(_exits, want))
         out.extend(_exit_tuples(n))
-        if n < 256:
+        if n < want or (limit is not None and len(out) >= limit):
             return out
 
 

@@ -8,8 +8,11 @@ init half-way) never leaves a partial file.  No fsync: the files must be
 whole after the init dies, not after the machine does, and an fsync per
 transition would cost milliseconds on the init's hot path.
 """
+import itertools
 import os
 import time
+
+BATCH = 64         # apps whose files are written in one loop turn
 
 
 def rfc3339(t):
@@ -138,16 +141,28 @@ class StatusWriter:
         """Note that app changed; the files are written at the next flush."""
         self._dirty[app.name] = app
 
-    def flush(self, app=None):
-        """Write what changed since the last flush (once per loop turn), or
-        only app's files, now (before a handler that may read them)."""
+    def flush(self, app=None, final=False):
+        """Write what changed since the last flush, at most BATCH apps a
+        loop turn (true when more are left: the loop comes back at once);
+        final: all of it; app: only that app's files, now (before a
+        handler that may read them).
+
+        The slices keep a turn short when a thousand apps change at once,
+        and an app that changes again before its turn (stopping, then
+        exited) is written once, as it is by then."""
+        dirty = self._dirty
         if app is not None:
-            if self._dirty.pop(app.name, None) is not None:
+            if dirty.pop(app.name, None) is not None:
                 self.write(app)
-            return
-        dirty, self._dirty = self._dirty, {}
-        for app in dirty.values():
-            self.write(app)
+            return False
+        if final or len(dirty) <= BATCH:
+            self._dirty = {}
+            for app in dirty.values():
+                self.write(app)
+            return False
+        for name in list(itertools.islice(dirty, BATCH)):
+            self.write(dirty.pop(name))
+        return True
 
     def write(self, app):
         path = os.path.join(self.directory, app.name)

@@ -28,11 +28,14 @@ from stage1.engine import init, native, spawn
 from stage1.engine.loop import monotonic
 
 SIGKILL, SIGTERM, SIGINT, SIGQUIT, SIGCHLD = 9, 15, 2, 3, 17
+REAP_BATCH = 32       # children reaped in one loop turn (pod mode), see _reap
 STOP_SIGNALS = (SIGTERM, SIGINT, SIGQUIT)
 
 WAITING, STARTING, RUNNING, STOPPING, EXITED, BACKOFF = (
     "waiting", "starting", "running", "stopping", "exited", "backoff")
 ENDED = (WAITING, EXITED)
+
+_NO_RUSAGE = (None, None, None)
 
 ON_ANY, ON_ANY_FAILURE, UNTIL_ALL = "onAny", "onAnyFailure", "untilAll"
 EXIT_POLICIES = (ON_ANY, ON_ANY_FAILURE, UNTIL_ALL)
@@ -66,11 +69,23 @@ class Log:
 
 
 class App:
-    """One app and its last run.  `launch` is a spawn.Launch."""
+    """One app and its last run.  `launch` is a spawn.Launch.
+
+    Slots, not a dict: a pod of 1600 apps saves 2 MiB.  The last five are
+    set by the layers above (the plan, isolation, the live pod)."""
+    __slots__ = ("name", "after", "is_init", "notify", "status_text", "notify_stopping",
+                 "remove_when_ended", "restart_pending", "start_after_hook", "launch",
+                 "restart", "stop_signal", "pre_start", "post_stop", "grace", "annotations",
+                 "state", "ready", "pid", "hook_pid", "exit_code", "signal_name", "reason",
+                 "message", "started_at", "finished_at", "started_mono", "restart_count",
+                 "backoff_streak", "rusage", "stop_requested", "killed", "timer",
+                 "log_mode", "log_limits", "spec", "make_launch", "file_sink")
 
     def __init__(self, name, launch, restart="never", stop_signal=SIGTERM,
                  pre_start=None, post_stop=None, grace=None, annotations=None,
                  after=(), is_init=False, notify=None):
+        self.log_mode, self.log_limits = "inherit", None
+        self.spec = self.make_launch = self.file_sink = None
         self.name = name
         self.after = list(after)          # start once these are ready
         self.is_init = is_init            # run to completion before the others
@@ -98,7 +113,7 @@ class App:
         self.started_mono = None
         self.restart_count = 0
         self.backoff_streak = 0
-        self.rusage = (None, None, None)
+        self.rusage = _NO_RUSAGE
         self.stop_requested = False
         self.killed = False
         self.timer = None
@@ -160,7 +175,11 @@ class Supervisor:
         self._pid1 = os.getpid() == 1
         # An fd in reserve for the internal-error handler (see run).
         self._reserve = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        self._reap_pending = False     # the last reap left ended children
+        self._reaped = False           # a SIGCHLD of this turn took a slice
         loop.add_signals(sigfd, self._on_signals, self._wait_plan)
+        if not forward_all:
+            loop.before_wait.append(self._reap_more)
         if status is not None:
             loop.before_wait.append(status.flush)
 
@@ -218,7 +237,7 @@ class Supervisor:
         app.started_mono = monotonic()
         app.exit_code = app.signal_name = app.reason = app.message = None
         app.finished_at = None
-        app.rusage = (None, None, None)
+        app.rusage = _NO_RUSAGE
         app.status_text = None
         app.notify_stopping = False
         self.by_pid[app.pid] = app
@@ -275,8 +294,8 @@ class Supervisor:
 
     def _stop(self, app, *args):
         app.stop_requested = True
+        self._signal_app(app, app.stop_signal)      # first: the app stops while we write
         self._emit("stopping", app, signal=native.signal_name(app.stop_signal))
-        self._signal_app(app, app.stop_signal)
         grace = self.grace if app.grace is None else app.grace
         if grace > 0:
             app.timer = self.loop.call_later(grace, lambda: self.event(app, "kill"))
@@ -396,6 +415,7 @@ class Supervisor:
         if self.pod_ready or self.stopping:
             return
         if not self._unready:
+            self._unready = {}           # as large as the pod was: give it back
             self.pod_ready = True
             self.on_ready()
 
@@ -456,6 +476,10 @@ class Supervisor:
             if app in self._startable and _may_start(app, self.apps):
                 self.event(app, "start")
         del queue[:i]
+        if not queue:
+            self._queued = set()         # a set keeps its largest size: give it back
+        if not self._startable:
+            self._startable = {}
 
     def _next_init(self):
         """The init app to run now, or None once every init app has succeeded."""
@@ -805,7 +829,19 @@ class Supervisor:
                 self._signal_app(app, signo)
 
     def _reap(self, exits=None):
-        for pid, status, utime, stime, maxrss in (native.reap() if exits is None else exits):
+        """Each ended child becomes an event of its app.  exits: those the
+        native wait reaped already (exec mode); else they are reaped here,
+        in pod mode at most REAP_BATCH a turn: a thousand apps ending at
+        once are taken in slices, each slice's status files written in its
+        own turn (StatusWriter.flush), so that what is left to write when
+        the last app is reaped is one slice, and the control socket and the
+        rest are served in between."""
+        if exits is None:
+            exits = native.reap(None if self.forward_all else REAP_BATCH)
+            if len(exits) >= REAP_BATCH and not self.forward_all:
+                self._reap_pending = True
+            self._reaped = True
+        for pid, status, utime, stime, maxrss in exits:
             app = self.by_pid.get(pid)
             if app is not None:
                 self.event(app, "exit", status, (utime, stime, maxrss))
@@ -814,6 +850,22 @@ class Supervisor:
             elif self.log.verbose:
                 self.log.debug("reaped orphan pid %d" % pid)
         self._maybe_finish()
+
+    def _reap_more(self, final=False):
+        """Before the wait (pod mode): the next slice of ended children, if
+        the last reap left some, or while the pod stops (its apps die
+        while the stop pass runs: their ends are taken before their
+        `stopping` status is written).  True while more may be left."""
+        if final or self.done:
+            return False
+        if self._reaped:          # one slice a turn: its files are written first
+            self._reaped = False
+            return self._reap_pending
+        if self._reap_pending or self.stopping:
+            self._reap_pending = False
+            self._reap()
+            self._reaped = False
+        return self._reap_pending
 
     def _signal_app(self, app, sig):
         """The app leads its own process group: -g sends to the group (the

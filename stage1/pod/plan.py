@@ -59,6 +59,10 @@ def make(pod, poddir, opts, stdin_fd):
     return Plan(pod, apps, pod.exit_policy, pod.backoff, grace, stdin_fd)
 
 
+# One string for what many apps share (PATH=..., container=stage1).
+_shared = {}.setdefault
+
+
 def app_environment(spec):
     env = {"PATH": spawn.DEFAULT_PATH}
     env.update(spec.environment)
@@ -78,18 +82,22 @@ def plan_app(spec, poddir, stdin_fd):
         except users.UserError as err:
             raise ManifestError("pod", "apps[%d].app.%s" % (spec.index, key), str(err))
     env = app_environment(spec)
-
-    def launch(argv):
-        uid, gid, groups = ids["user"], ids["group"], list(spec.supplementary_gids)
-        if os.geteuid() != 0 and uid == os.geteuid() and gid == os.getegid() and not groups:
-            uid = gid = -1     # unprivileged supervision: nothing to change
-            groups = None
-        return spawn.Launch(argv, spawn.env_list(env), path=env["PATH"],
-                            cwd=spec.working_directory, uid=uid, gid=gid, groups=groups,
-                            fd_map=[stdin_fd, 1, 2], close_fds=True)
-
     if spec.notify == "systemd":
         env["NOTIFY_SOCKET"] = os.path.join(poddir.path, NOTIFY_SOCKET_NAME)
+    # What every launch of the app needs, and no more: the closure lives as
+    # long as the app (its hooks' launches), the spec need not.
+    env_list = [_shared(e, e) for e in spawn.env_list(env)]
+    path, cwd = env["PATH"], spec.working_directory
+    uid, gid, groups = ids["user"], ids["group"], list(spec.supplementary_gids)
+    if os.geteuid() != 0 and uid == os.geteuid() and gid == os.getegid() and not groups:
+        uid = gid = -1     # unprivileged supervision: nothing to change
+        groups = None
+
+    def launch(argv):
+        return spawn.Launch(argv, env_list, path=path, cwd=cwd, uid=uid, gid=gid,
+                            groups=None if groups is None else list(groups),
+                            fd_map=[stdin_fd, 1, 2], close_fds=True)
+
     app = App(spec.name, launch(spec.exec), restart=spec.restart, stop_signal=spec.stop_signal,
               pre_start=spec.event_handlers.get("pre-start"),
               post_stop=spec.event_handlers.get("post-stop"), annotations=spec.annotations,
