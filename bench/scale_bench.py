@@ -21,6 +21,9 @@ rotating which goes first; medians of the rounds.
                    stopProcess + startProcess over XML-RPC), read once the
                    init has been idle again for 30 ms, so the work it does
                    after answering counts too; median of the restarts.
+                   stage1's are taken in a phase of their own with a pod of
+                   each size running at once, the restarts going round
+                   them (the target is a ratio between sizes).
   all stopped      from SIGTERM to the init until every app has exited
                    (zombies count as stopped); all reaped: until every app
                    has been reaped; init exit: until the init has exited.
@@ -52,8 +55,8 @@ SUPERVISORD = "/usr/bin/supervisord"
 
 APP_ARGV = ["sleep", "1000"]
 APP_COMM = b"sleep"
-FULL = {"sizes": (100, 400, 1600), "rounds": 3, "restarts": 20, "settle": 0.5}
-QUICK = {"sizes": (25, 100, 400), "rounds": 1, "restarts": 5, "settle": 0.3}
+FULL = {"sizes": (100, 400, 1600), "rounds": 3, "restarts": 40, "settle": 0.5}
+QUICK = {"sizes": (25, 100, 400), "rounds": 1, "restarts": 10, "settle": 0.3}
 START_TIMEOUT = 120.0       # s: supervisord at 1600 takes about 13 s here
 STOP_TIMEOUT = 60.0
 
@@ -94,6 +97,10 @@ def run(quick=False, log=print, settings=None):
                     d = os.path.join(tmp, "%s-%d-%d" % (label.replace(" ", "-"), n, r))
                     os.makedirs(d)
                     results[(n, label)].append(cls(d, n).measure(settings))
+        restart = restart_phase(tmp, settings, log)
+    for n in settings["sizes"]:
+        for r in results[(n, STAGE1_ROW)]:
+            r["restart_cpu"] = restart[n]
     return report(results, settings)
 
 
@@ -129,7 +136,8 @@ class Row:
             self.ready()
             out["rss_kib"] = harness.rss_kib(self.init)
             out["status"] = self.status()
-            out["restart_cpu"] = self.restarts(settings["restarts"])
+            out["restart_cpu"] = None if self.label == STAGE1_ROW else \
+                self.restarts(settings["restarts"])
             apps = self._apps()
             if len(apps) != self.n:
                 raise BenchError("%s: %d of %d apps running before the stop (stderr: %s)"
@@ -306,16 +314,42 @@ class Stage1Row(Row):
             whole = False
         return {"bytes": len(data), "seconds": elapsed, "cpu": cpu, "whole": whole}
 
-    def restarts(self, count):
-        samples = []
+    def restart(self, i, count):
+        """The init's CPU for one restart (of the i-th of count apps spread over the pod)."""
+        name = _name(i * self.n // count)
+        cpu0 = _settled_cpu(self.init)
+        answer = json.loads(self.request({"op": "restart", "app": name}))
+        if not answer.get("ok") or answer.get("state") != "running":
+            raise BenchError("stage1: restart of %s: %r" % (name, answer))
+        return _settled_cpu(self.init) - cpu0
+
+
+def restart_phase(tmp, settings, log):
+    """{N: the median init CPU of a restart}: a stage1 pod of each size
+    runs at once and the restarts go round them, so that the machine's
+    noise moves every size alike (one pod after the other, the ratio of
+    two medians taken minutes apart is mostly noise)."""
+    pods, count = {}, settings["restarts"]
+    try:
+        for n in settings["sizes"]:
+            row = pods[n] = Stage1Row(os.path.join(tmp, "restart-%d" % n), n)
+            os.makedirs(row.dir)
+            row.unshare = harness.spawn(harness.UNSHARE + row.argv(), stderr_path=row.stderr_path)
+            row.init = harness.wait_until("the init of %s" % row.label,
+                                          lambda: next(iter(harness.children(row.unshare)), None))
+            row._wait_all_running()
+            row.ready()
+        log("scale: %d restarts of each pod, interleaved" % count)
+        samples = {n: [] for n in pods}
+        sizes = list(pods)
         for i in range(count):
-            name = _name(i * self.n // count)
-            cpu0 = _settled_cpu(self.init)
-            answer = json.loads(self.request({"op": "restart", "app": name}))
-            if not answer.get("ok") or answer.get("state") != "running":
-                raise BenchError("stage1: restart of %s: %r" % (name, answer))
-            samples.append(_settled_cpu(self.init) - cpu0)
-        return harness.median(samples)
+            for n in sizes[i % len(sizes):] + sizes[:i % len(sizes)]:
+                samples[n].append(pods[n].restart(i, count))
+        return {n: harness.median(v) for n, v in samples.items()}
+    finally:
+        for row in pods.values():
+            if getattr(row, "unshare", None) is not None:
+                harness.end_namespace(row.unshare, row.init)
 
 
 def _name(i):
@@ -415,9 +449,9 @@ def report(results, settings):
         "- all stopped / all reaped / init exit: from SIGTERM to the init until every app has "
         "exited / has been reaped / the init has exited (pidfds); exit - last reap: the init's "
         "own work after its last app is gone.",
-        "- restart: %d restarts of one app per row (stage1: its socket; supervisord: "
-        "stopProcess + startProcess over XML-RPC), the init's CPU (schedstat) until it is idle "
-        "again, median. status: one status request, whole if it names all N apps, running, "
+        "- restart: %d restarts of one app per row (stage1: its socket, a pod of each size "
+        "running at once, the restarts interleaved; supervisord: stopProcess + startProcess over "
+        "XML-RPC), the init's CPU (schedstat) until it is idle again, median. status: one status request, whole if it names all N apps, running, "
         "with their pids." % settings["restarts"],
         "- scaling of stage1 from %d to %d apps (%.0fx the apps): all running %s, all stopped "
         "%s, init exit %s, restart CPU %s, status answer %s." % (

@@ -134,6 +134,16 @@ def reap(limit=None):
             return out
 
 
+def reap_pid(pid):
+    """Child pid's end if it has ended, else None (running, or not ours).
+    Linux finds one pid without walking every child, as wait4(-1) does."""
+    try:
+        got, status, ru = os.wait4(pid, os.WNOHANG)
+    except ChildProcessError:
+        return None
+    return (got, status, ru.ru_utime, ru.ru_stime, ru.ru_maxrss) if got else None
+
+
 def kill_many(pids, sig):
     """Send sig to each pid (negative: group); the count delivered."""
     n = len(pids)

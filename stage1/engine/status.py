@@ -17,9 +17,16 @@ BATCH = 64         # apps whose files are written in one loop turn
 
 def rfc3339(t):
     """RFC 3339 UTC with microseconds, or None."""
+    global _second
     if t is None:
         return None
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%06dZ" % int(t % 1 * 1e6)
+    whole = int(t // 1)
+    if whole != _second[0]:     # the same second as the last call: most calls
+        _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return _second[1] + ".%06dZ" % int(t % 1 * 1e6)
+
+
+_second = (None, "")
 
 
 def write_atomic(path, data):

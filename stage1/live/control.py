@@ -25,6 +25,7 @@ from stage1.engine.status import app_record
 MAX_REQUEST = 256 << 10        # an unfinished request line longer than this is refused
 MAX_UNREAD = 16 << 20          # answers and events a client has not read yet
 MAX_CLIENTS = 64               # connections served at once; more are refused
+_encode = json.JSONEncoder(sort_keys=True).encode     # json.dumps(sort_keys=True), made once
 
 
 class Client:
@@ -49,7 +50,7 @@ class Client:
         self.closed = False
 
     def send(self, obj):
-        self.send_line(json.dumps(obj, sort_keys=True).encode() + b"\n")
+        self.send_line(_encode(obj).encode() + b"\n")
 
     def answer_later(self):
         """A deferred answer: call the returned function with it."""

@@ -10,6 +10,8 @@ import time
 
 from stage1.engine.status import rfc3339
 
+_encode = json.JSONEncoder(sort_keys=True).encode     # json.dumps(sort_keys=True), made once
+
 
 class EventLog:
     def __init__(self, path, warn):
@@ -34,7 +36,7 @@ class EventLog:
         if app is not None:
             record["app"] = app.name
         record.update(fields or {})
-        line = (json.dumps(record, sort_keys=True) + "\n").encode()
+        line = (_encode(record) + "\n").encode()
         if self.fd is not None:
             self._append(line)
         for subscriber in list(self.subscribers):
