@@ -122,15 +122,19 @@ class StatusWriter:
 
     Only what changed is written: an app's files at the end of the loop
     turn in which it changed (so an app that starts and becomes ready in
-    one turn costs one write, and each app's final status is on disk as
-    the turn that reaped it ends, not all at the pod's end), and `<app>`
-    only when its exit code is not the one already there."""
+    one turn costs one write), at most BATCH apps a turn, and `<app>` only
+    when its exit code is not the one already there.  Apps that exited go
+    first: when a thousand apps are stopped at once, each turn writes the
+    final status of the apps reaped in it (the Supervisor reaps as many a
+    turn), not the `stopping` of apps that are gone by then; what is left
+    to write when the last app is reaped is one slice."""
 
     def __init__(self, directory, warn):
         self.directory = directory
         self.warn = warn
         self._failed = set()
-        self._dirty = {}
+        self._dirty = {}          # name -> app, changed since written
+        self._exited = {}         # the same, for apps that have exited: written first
         self._codes = {}          # app name -> the exit code in its `<app>` file
         self.written = 0          # files written (what the tests count)
         try:
@@ -145,31 +149,33 @@ class StatusWriter:
             self.warn("unable to write status %s: %s" % (what, err.strerror or err))
 
     def app(self, app):
-        """Note that app changed; the files are written at the next flush."""
-        self._dirty[app.name] = app
+        """Note that app changed; the files are written at a flush."""
+        name = app.name
+        if app.state == "exited":
+            self._dirty.pop(name, None)
+            self._exited[name] = app
+        else:
+            self._exited.pop(name, None)
+            self._dirty[name] = app
 
     def flush(self, app=None, final=False):
-        """Write what changed since the last flush, at most BATCH apps a
-        loop turn (true when more are left: the loop comes back at once);
-        final: all of it; app: only that app's files, now (before a
-        handler that may read them).
-
-        The slices keep a turn short when a thousand apps change at once,
-        and an app that changes again before its turn (stopping, then
+        """Write what changed since the last flush, at most BATCH apps (true
+        when more are left: the loop comes back at once); final: all of it;
+        app: only that app's files, now (before a handler that may read
+        them).  An app that changes again before its turn (stopping, then
         exited) is written once, as it is by then."""
-        dirty = self._dirty
         if app is not None:
-            if dirty.pop(app.name, None) is not None:
+            if (self._exited.pop(app.name, None) or self._dirty.pop(app.name, None)) is not None:
                 self.write(app)
             return False
-        if final or len(dirty) <= BATCH:
-            self._dirty = {}
-            for app in dirty.values():
-                self.write(app)
-            return False
-        for name in list(itertools.islice(dirty, BATCH)):
-            self.write(dirty.pop(name))
-        return True
+        budget = None if final else BATCH
+        for queue in (self._exited, self._dirty):
+            names = list(queue) if budget is None else list(itertools.islice(queue, budget))
+            for name in names:
+                self.write(queue.pop(name))
+            if budget is not None:
+                budget -= len(names)
+        return bool(self._exited or self._dirty)
 
     def write(self, app):
         path = os.path.join(self.directory, app.name)

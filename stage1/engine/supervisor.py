@@ -28,7 +28,8 @@ from stage1.engine import init, native, spawn
 from stage1.engine.loop import monotonic
 
 SIGKILL, SIGTERM, SIGINT, SIGQUIT, SIGCHLD = 9, 15, 2, 3, 17
-REAP_BATCH = 32       # children reaped in one loop turn (pod mode), see _reap
+REAP_BATCH = 64       # children reaped in one loop turn (pod mode), see _reap;
+                      # as many as StatusWriter writes (status.BATCH)
 STOP_SIGNALS = (SIGTERM, SIGINT, SIGQUIT)
 
 WAITING, STARTING, RUNNING, STOPPING, EXITED, BACKOFF = (
