@@ -79,7 +79,7 @@ class App:
                  "restart", "stop_signal", "pre_start", "post_stop", "grace", "annotations",
                  "state", "ready", "pid", "hook_pid", "exit_code", "signal_name", "reason",
                  "message", "started_at", "finished_at", "started_mono", "restart_count",
-                 "backoff_streak", "rusage", "stop_requested", "killed", "timer",
+                 "backoff_streak", "rusage", "stop_requested", "killed", "timer", "failed",
                  "log_mode", "log_limits", "spec", "make_launch", "file_sink")
 
     def __init__(self, name, launch, restart="never", stop_signal=SIGTERM,
@@ -117,6 +117,7 @@ class App:
         self.rusage = _NO_RUSAGE
         self.stop_requested = False
         self.killed = False
+        self.failed = None                # (finished_at, code) of a failure that was restarted
         self.timer = None
 
     @property
@@ -279,7 +280,14 @@ class Supervisor:
         """Back off and restart, or end for good; post-stop runs either way."""
         self._emit("exited", app, exitCode=app.exit_code, signal=app.signal_name,
                    reason=app.reason, message=app.message)
+        if app.exit_code == 0 and not app.stop_requested:
+            app.failed = None             # a run that succeeds redeems the failures before it
         if self._should_restart(app):
+            if _failed_on_its_own(app):
+                # It is restarted, but it failed: a stop of the pod before a
+                # run succeeds still exits with this code (the README's
+                # "unless an app had failed on its own before").
+                app.failed = app.failed or (app.finished_at, app.exit_code)
             delay = self._backoff_delay(app)
             app.restart_count += 1
             app.timer = self.loop.call_later(delay, lambda: self.event(app, "backoff_done"))
@@ -604,10 +612,13 @@ class Supervisor:
             self.apps[d].state == EXITED for d in app.after if d in self.apps))
 
     def _first_failure(self):
-        ended = sorted((a for a in self.apps.values()
-                        if a.exit_code and a.reason not in ("Stopped", "Killed")),
-                       key=lambda a: a.finished_at or "")
-        return ended[0].exit_code if ended else None
+        """The code of the first run that failed on its own: an app's last
+        run, or one before it that was restarted (and not redeemed by a
+        run that succeeded since).  Once, as the pod ends."""
+        failures = [(a.finished_at or 0, a.exit_code) for a in self.apps.values()
+                    if _failed_on_its_own(a)]
+        failures += [a.failed for a in self.apps.values() if a.failed is not None]
+        return min(failures, key=lambda f: f[0])[1] if failures else None
 
     # -- the pod -----------------------------------------------------------
 
@@ -913,6 +924,10 @@ class Supervisor:
         pids = init.descendants(os.getpid())
         if pids:
             native.kill_many(pids, sig)
+
+def _failed_on_its_own(app):
+    return bool(app.exit_code) and app.reason not in ("Stopped", "Killed")
+
 
 def _reason(app, sig):
     if app.killed and sig == SIGKILL:
