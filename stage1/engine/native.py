@@ -205,10 +205,17 @@ def signal_number(name):
 
 
 def _cstrings(items, keep):
-    """A NULL-terminated char*[] whose strings stay alive in `keep`."""
-    bufs = [ffi.new("char[]", os.fsencode(s)) for s in items]
-    keep.extend(bufs)
-    arr = ffi.new("char *[]", bufs + [ffi.NULL])
+    """A NULL-terminated char*[] whose strings stay alive in `keep`: all
+    of them in one buffer, two allocations whatever their number (argv,
+    environment and PATH candidates are built for every spawn)."""
+    data = [s if type(s) is bytes else os.fsencode(s) for s in items]
+    blob = ffi.new("char[]", b"\0".join(data))      # cffi adds the last NUL
+    arr = ffi.new("char *[]", len(data) + 1)         # zeroed: NULL-terminated
+    offset = 0
+    for i, item in enumerate(data):
+        arr[i] = blob + offset
+        offset += len(item) + 1
+    keep.append(blob)
     keep.append(arr)
     return arr
 

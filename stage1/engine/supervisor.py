@@ -141,7 +141,8 @@ class Supervisor:
         self.status = status
         self.backoff = backoff
         self.on_change = on_change or (lambda: None)
-        self.on_event = lambda kind, app, fields: None
+        self.on_event = lambda kind, app, fields, when=None: None
+        self._held = None       # events held while the pod starts (see start_all)
         self.on_ready = lambda: None      # every app ready (rkt's supervisor-status)
         self.prepare = lambda app: {}     # extra spawn options per start (notify fds, logs)
         self.spawned = lambda app, ok: None   # after each spawn, whether it worked
@@ -404,7 +405,15 @@ class Supervisor:
         self._changed(app)
 
     def _emit(self, kind, app, **fields):
-        self.on_event(kind, app, fields)
+        if self._held is not None:
+            self._held.append((kind, app, fields, _now()))
+        else:
+            self.on_event(kind, app, fields)
+
+    def _release_events(self):
+        held, self._held = self._held, None
+        for kind, app, fields, when in held or ():
+            self.on_event(kind, app, fields, when)
 
     # -- readiness and order -----------------------------------------------
 
@@ -426,6 +435,9 @@ class Supervisor:
         if not self._unready:
             self._unready = {}           # as large as the pod was: give it back
             self.pod_ready = True
+            if self._held is not None:   # what made it ready is logged first
+                self._release_events()
+                self._held = []
             self.on_ready()
 
     def _queue_later(self, app):
@@ -631,8 +643,15 @@ class Supervisor:
         self._index(app)
 
     def start_all(self):
+        """Start what may start.  The events of this first pass (two an
+        app: started, ready) are written once it is done, each with the
+        time it happened: the next app's spawn does not wait for them."""
         self.running = True
-        self._start_eligible()
+        self._held = []
+        try:
+            self._start_eligible()
+        finally:
+            self._release_events()
         self._check_pod_ready()
 
     def add_app(self, app):

@@ -31,8 +31,9 @@ class EventLog:
         """Bytes in the file so far (None when it could not be opened)."""
         return None if self.fd is None else self.end
 
-    def emit(self, kind, app=None, fields=None):
-        record = {"time": rfc3339(time.time()), "event": kind}
+    def emit(self, kind, app=None, fields=None, when=None):
+        """when: the time it happened, if not now (time.time())."""
+        record = {"time": rfc3339(time.time() if when is None else when), "event": kind}
         if app is not None:
             record["app"] = app.name
         record.update(fields or {})
