@@ -87,6 +87,7 @@ def run(quick=False, log=print, settings=None):
     settings = settings or (QUICK if quick else FULL)
     _check_tools()
     inits = [(STAGE1_ROW, Stage1Row), (SUPERVISORD_ROW, SupervisordRow), (FLOOR, FloorRow)]
+    inits = [i for i in inits if i[0] in settings.get("rows", (i[0],))]
     results = {(n, label): [] for n in settings["sizes"] for label, _ in inits}
     with harness.workdir() as tmp:
         for r in range(settings["rounds"]):
@@ -429,6 +430,8 @@ def report(results, settings):
     rows = []
     for n in sizes:
         for label in (STAGE1_ROW, SUPERVISORD_ROW, FLOOR):
+            if (n, label) not in med:
+                continue
             m = med[(n, label)]
             rows.append([n, label, _ms(m["running"]), _ms(m["start_cpu"]), _mib(m["rss_kib"]),
                          _ms(m["stopped"]), _ms(m["reaped"]), _ms(m["exited"]),
@@ -436,7 +439,7 @@ def report(results, settings):
                          "-" if m["restart_cpu"] is None else _ms(m["restart_cpu"], 2),
                          _status_cell(m["status"])])
     small, big = sizes[0], sizes[-1]
-    s, f, sv = med[(big, STAGE1_ROW)], med[(big, FLOOR)], med[(big, SUPERVISORD_ROW)]
+    s, f, sv = med[(big, STAGE1_ROW)], med[(big, FLOOR)], med.get((big, SUPERVISORD_ROW))
     s_small = med[(small, STAGE1_ROW)]
     notes = [
         "",
@@ -464,7 +467,8 @@ def report(results, settings):
             big, _ratio(s["running"], sv["running"]), _ratio(s["stopped"], sv["stopped"]),
             _ratio(s["exited"], sv["exited"]), _ratio(s["rss_kib"], sv["rss_kib"]),
             _ratio(s["restart_cpu"], sv["restart_cpu"]),
-            _ratio(s["status"]["seconds"], sv["status"]["seconds"])),
+            _ratio(s["status"]["seconds"], sv["status"]["seconds"])) if sv else
+        "- supervisord left out (--no-supervisord).",
         "",
         "```",
         _target("all %d running" % big, "%s vs the floor %s = %s" % (
@@ -537,6 +541,8 @@ def main(argv):
     p.add_argument("--quick", action="store_true")
     p.add_argument("--sizes", help="comma-separated pod sizes, smallest first")
     p.add_argument("--rounds", type=int)
+    p.add_argument("--no-supervisord", action="store_true",
+                   help="leave supervisord out (a quicker look; the report needs it)")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
         sys.exit("scale bench: unshare --pid needs root")
@@ -545,6 +551,8 @@ def main(argv):
         settings["sizes"] = tuple(int(n) for n in args.sizes.split(","))
     if args.rounds:
         settings["rounds"] = args.rounds
+    if args.no_supervisord:
+        settings["rows"] = (STAGE1_ROW, FLOOR)
     print(run(settings=settings, log=lambda m: print(m, file=sys.stderr, flush=True)))
 
 

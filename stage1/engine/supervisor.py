@@ -244,7 +244,8 @@ class Supervisor:
         app.status_text = None
         app.notify_stopping = False
         self.by_pid[app.pid] = app
-        self.log.debug("%s: started pid %d" % (app.name, app.pid))
+        if self.log.verbose:
+            self.log.debug("%s: started pid %d" % (app.name, app.pid))
         self.spawned(app, True)
         self._set(app, RUNNING)
         self._emit("started", app, pid=app.pid)
@@ -271,7 +272,8 @@ class Supervisor:
         app.message = None
         app.finished_at = _now()
         app.rusage = rusage
-        self.log.debug("%s: pid %d exited %d (%s)" % (app.name, app.pid, app.exit_code, app.reason))
+        if self.log.verbose:
+            self.log.debug("%s: pid %d exited %d (%s)" % (app.name, app.pid, app.exit_code, app.reason))
         if app.timer:
             app.timer.cancel()
             app.timer = None

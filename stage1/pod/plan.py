@@ -55,7 +55,8 @@ def make(pod, poddir, opts, stdin_fd):
     grace = pod.stop_timeout
     if grace is None:
         grace = 10.0 if opts.grace is None else opts.grace
-    apps = [plan_app(spec, poddir, stdin_fd) for spec in pod.apps]
+    looked_up = {}       # apps of one root share their users: one look-up each
+    apps = [plan_app(spec, poddir, stdin_fd, looked_up) for spec in pod.apps]
     return Plan(pod, apps, pod.exit_policy, pod.backoff, grace, stdin_fd)
 
 
@@ -71,14 +72,19 @@ def app_environment(spec):
     return env
 
 
-def plan_app(spec, poddir, stdin_fd):
-    """One validated app -> a supervisor.App (credentials resolved)."""
+def plan_app(spec, poddir, stdin_fd, looked_up=None):
+    """One validated app -> a supervisor.App (credentials resolved).
+    looked_up: (value, root, table) -> id, shared by the apps of one plan."""
     root = poddir.app_root(spec.name)
     root = root if os.path.isdir(root) else "/"
     ids = {}
+    looked_up = {} if looked_up is None else looked_up
     for key, table in (("user", "passwd"), ("group", "group")):
+        what = (getattr(spec, key), root, table)
         try:
-            ids[key] = users.resolve(getattr(spec, key), root, table)
+            if what not in looked_up:
+                looked_up[what] = users.resolve(what[0], root, table)
+            ids[key] = looked_up[what]
         except users.UserError as err:
             raise ManifestError("pod", "apps[%d].app.%s" % (spec.index, key), str(err))
     env = app_environment(spec)
