@@ -534,7 +534,8 @@ def _mib(kib):
 
 
 def main(argv):
-    """Standalone: `python bench/scale_bench.py [--quick] [--sizes 100,1600] [--rounds R]`;
+    """Standalone: `python bench/scale_bench.py [--quick] [--sizes 100,1600] [--rounds R]
+    [--no-supervisord]`;
     `./build.sh bench --only scale` is the usual way."""
     import argparse
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
