@@ -1,9 +1,10 @@
 """stage1's benchmarks beside its peers: `./build.sh bench [--quick] [--only SUITE]`.
 
 One module per suite (exec_bench.py for `stage1 exec`, pod_bench.py,
-live_bench.py, seccomp_bench.py, rkt_bench.py: the stage1 images under a
-real rkt, skipped without one), each with `run(quick, log) -> markdown`.  This file picks the
-suites, prints each report and writes it to bench/results/SUITE.md with the
+live_bench.py, robust_bench.py, seccomp_bench.py, scale_bench.py, rkt_bench.py and
+rkt_net_bench.py: under a real rkt, skipped without one), each with `run(quick, log) ->
+markdown`.  This file picks the suites, prints each report and writes it to
+bench/results/SUITE.md with the
 date, the machine and the command, so that the README's figures can be
 copied from one run.  Figures are ratios between rows of one run; the
 absolute numbers move with the machine's noise.
@@ -19,8 +20,8 @@ import sys
 import harness
 
 SUITES = {"exec": "exec_bench", "pod": "pod_bench", "live": "live_bench",
-          "robust": "robust_bench", "seccomp": "seccomp_bench", "rkt": "rkt_bench",
-          "rkt-net": "rkt_net_bench"}
+          "robust": "robust_bench", "seccomp": "seccomp_bench", "scale": "scale_bench",
+          "rkt": "rkt_bench", "rkt-net": "rkt_net_bench"}
 RESULTS = os.path.join(harness.HERE, "results")
 
 

@@ -39,7 +39,12 @@ class Loop:
         self._readers = {}
         self._writers = {}
         self._timers = []
-        self.before_wait = []     # called before each wait: batched work (status files)
+        # Called before each wait: batched work (status files).  One that
+        # returns true has more to do: the wait then only polls, so the fds
+        # and signals that are ready get their turn and the work goes on
+        # after them (a thousand apps ending at once are reaped and written
+        # in slices, not in one long turn).
+        self.before_wait = []
         self._sigfd = None
         self._on_signals = None
         self.running = False
@@ -116,25 +121,41 @@ class Loop:
             if not timer.cancelled:
                 timer.callback()
 
+    def flush(self, safe=False):
+        """All the batched work now, as the pod ends (a callback that has
+        more to do is called until it has not).  safe: a failing callback
+        does not keep the others from running (the internal-error path)."""
+        for callback in self.before_wait:
+            try:
+                while callback(final=True):
+                    pass
+            except Exception:
+                if not safe:
+                    raise
+
     def run(self):
         self.running = True
         readers = self._readers
+        before_wait = self.before_wait
         while self.running:
-            for callback in self.before_wait:
-                callback()
+            busy = False
+            for callback in before_wait:
+                if callback():
+                    busy = True
             if not self.running:
                 break
+            timeout = 0 if busy else self._timeout()
             if not readers:
                 # Nothing but signals to wait for (exec mode): block in
                 # sigtimedwait as tini does, one system call a signal and
                 # ~10 us less per wake-up than epoll_wait + read here.
-                infos, exits = native.wait_signal(self._timeout(), *self._plan())
+                infos, exits = native.wait_signal(timeout, *self._plan())
                 if infos:
                     self._on_signals(infos, exits)
                 self._expire()
                 continue
             try:
-                events = self._epoll.poll(self._timeout())
+                events = self._epoll.poll(timeout)
             except InterruptedError:
                 continue
             for fd, mask in events:

@@ -123,14 +123,26 @@ def _exit_tuples(n):
 _exits = ffi.new("struct s1_exit[256]")
 
 
-def reap():
-    """Every child that has ended since the last call: (pid, status, utime, stime, maxrss_kb)."""
+def reap(limit=None):
+    """Every child that has ended since the last call (at most `limit`):
+    (pid, status, utime, stime, maxrss_kb)."""
     out = []
     while True:
-        n = _check(lib.s1_reap(_exits, 256))
+        want = 256 if limit is None else min(256, limit - len(out))
+        n = _check(lib.s1_reap(_exits, want))
         out.extend(_exit_tuples(n))
-        if n < 256:
+        if n < want or (limit is not None and len(out) >= limit):
             return out
+
+
+def reap_pid(pid):
+    """Child pid's end if it has ended, else None (running, or not ours).
+    Linux finds one pid without walking every child, as wait4(-1) does."""
+    try:
+        got, status, ru = os.wait4(pid, os.WNOHANG)
+    except ChildProcessError:
+        return None
+    return (got, status, ru.ru_utime, ru.ru_stime, ru.ru_maxrss) if got else None
 
 
 def kill_many(pids, sig):
@@ -194,10 +206,17 @@ def signal_number(name):
 
 
 def _cstrings(items, keep):
-    """A NULL-terminated char*[] whose strings stay alive in `keep`."""
-    bufs = [ffi.new("char[]", os.fsencode(s)) for s in items]
-    keep.extend(bufs)
-    arr = ffi.new("char *[]", bufs + [ffi.NULL])
+    """A NULL-terminated char*[] whose strings stay alive in `keep`: all
+    of them in one buffer, two allocations whatever their number (argv,
+    environment and PATH candidates are built for every spawn)."""
+    data = [s if type(s) is bytes else os.fsencode(s) for s in items]
+    blob = ffi.new("char[]", b"\0".join(data))      # cffi adds the last NUL
+    arr = ffi.new("char *[]", len(data) + 1)         # zeroed: NULL-terminated
+    offset = 0
+    for i, item in enumerate(data):
+        arr[i] = blob + offset
+        offset += len(item) + 1
+    keep.append(blob)
     keep.append(arr)
     return arr
 

@@ -41,12 +41,23 @@ class Launch:
         self.options = options
 
     def candidates(self):
-        """The paths to try, in order, for argv[0] (execvp's search)."""
+        """The paths to try, in order, for argv[0] (execvp's search).
+        Kept by (PATH, program): a thousand apps with the same PATH and
+        program, and every restart, share one list."""
         prog = self.argv[0]
         if "/" in prog:
             return [prog]
         path = self.path if self.path is not None else DEFAULT_PATH
-        return [os.path.join(d or ".", prog) for d in path.split(":")]
+        found = _searched.get((path, prog))
+        if found is None:
+            if len(_searched) >= 256:
+                _searched.clear()
+            found = _searched[path, prog] = [os.path.join(d or ".", prog)
+                                             for d in path.split(":")]
+        return found
+
+
+_searched = {}
 
 
 def env_list(mapping):

@@ -8,15 +8,25 @@ init half-way) never leaves a partial file.  No fsync: the files must be
 whole after the init dies, not after the machine does, and an fsync per
 transition would cost milliseconds on the init's hot path.
 """
+import itertools
 import os
 import time
+
+BATCH = 64         # apps whose files are written in one loop turn
 
 
 def rfc3339(t):
     """RFC 3339 UTC with microseconds, or None."""
+    global _second
     if t is None:
         return None
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%06dZ" % int(t % 1 * 1e6)
+    whole = int(t // 1)
+    if whole != _second[0]:     # the same second as the last call: most calls
+        _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return _second[1] + ".%06dZ" % int(t % 1 * 1e6)
+
+
+_second = (None, "")
 
 
 def write_atomic(path, data):
@@ -55,8 +65,27 @@ def remove_stale(directory, keep_pid=None):
 
 
 def write_json(path, obj):
+    write_atomic(path, json_text(obj).encode())
+
+
+def json_text(obj):
+    """json.dumps(obj, indent=2, sort_keys=True) + newline, the same text.
+
+    json's indenting encoder is pure Python, five times slower than its C
+    one; a flat object (an app's record: no value a list or an object) is
+    the C encoder's output with the indent put in by the separators, which
+    is the same text, since a newline inside a string is escaped."""
+    global _flat
     import json
-    write_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+    if obj and isinstance(obj, dict) and not any(
+            isinstance(v, (dict, list, tuple)) for v in obj.values()):
+        if _flat is None:
+            _flat = json.JSONEncoder(sort_keys=True, separators=(",\n  ", ": ")).encode
+        return "{\n  " + _flat(obj)[1:-1] + "\n}\n"
+    return json.dumps(obj, indent=2, sort_keys=True) + "\n"
+
+
+_flat = None
 
 
 def read_json(path):
@@ -89,13 +118,25 @@ def app_record(app):
 
 class StatusWriter:
     """Writes app status files into one directory; failures are reported
-    once per file and never stop the pod."""
+    once per file and never stop the pod.
+
+    Only what changed is written: an app's files at the end of the loop
+    turn in which it changed (so an app that starts and becomes ready in
+    one turn costs one write), at most BATCH apps a turn, and `<app>` only
+    when its exit code is not the one already there.  Apps that exited go
+    first: when a thousand apps are stopped at once, each turn writes the
+    final status of the apps reaped in it (the Supervisor reaps as many a
+    turn), not the `stopping` of apps that are gone by then; what is left
+    to write when the last app is reaped is one slice."""
 
     def __init__(self, directory, warn):
         self.directory = directory
         self.warn = warn
         self._failed = set()
-        self._dirty = {}
+        self._dirty = {}          # name -> app, changed since written
+        self._exited = {}         # the same, for apps that have exited: written first
+        self._codes = {}          # app name -> the exit code in its `<app>` file
+        self.written = 0          # files written (what the tests count)
         try:
             os.makedirs(directory, exist_ok=True)
         except OSError as err:
@@ -108,26 +149,49 @@ class StatusWriter:
             self.warn("unable to write status %s: %s" % (what, err.strerror or err))
 
     def app(self, app):
-        """Note that app changed; the files are written at the next flush."""
-        self._dirty[app.name] = app
+        """Note that app changed; the files are written at a flush."""
+        name = app.name
+        if app.state == "exited":
+            self._dirty.pop(name, None)
+            self._exited[name] = app
+        else:
+            self._exited.pop(name, None)
+            self._dirty[name] = app
 
-    def flush(self):
-        """Write what changed since the last flush: once per loop turn, so an
-        app that starts and becomes ready in one turn costs one write."""
-        dirty, self._dirty = self._dirty, {}
-        for app in dirty.values():
-            self.write(app)
+    def flush(self, app=None, final=False):
+        """Write what changed since the last flush, at most BATCH apps (true
+        when more are left: the loop comes back at once); final: all of it;
+        app: only that app's files, now (before a handler that may read
+        them).  An app that changes again before its turn (stopping, then
+        exited) is written once, as it is by then."""
+        if app is not None:
+            if (self._exited.pop(app.name, None) or self._dirty.pop(app.name, None)) is not None:
+                self.write(app)
+            return False
+        budget = None if final else BATCH
+        for queue in (self._exited, self._dirty):
+            names = list(queue) if budget is None else list(itertools.islice(queue, budget))
+            for name in names:
+                self.write(queue.pop(name))
+            if budget is not None:
+                budget -= len(names)
+        return bool(self._exited or self._dirty)
 
     def write(self, app):
         path = os.path.join(self.directory, app.name)
         try:
-            if app.exit_code is not None:
-                write_atomic(path, b"%d\n" % app.exit_code)
+            code = app.exit_code
+            if code is not None and self._codes.get(app.name) != code:
+                write_atomic(path, b"%d\n" % code)
+                self._codes[app.name] = code
+                self.written += 1
             write_json(path + ".json", app_record(app))
+            self.written += 1
         except OSError as err:
             self._fail(path, err)
 
     def remove(self, name):
+        self._codes.pop(name, None)
         for suffix in ("", ".json"):
             try:
                 os.unlink(os.path.join(self.directory, name + suffix))

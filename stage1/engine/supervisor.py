@@ -10,6 +10,16 @@ spawning, killing and reaping go through spawn.py and native.py.
 Exec mode (`stage1 exec`) is a pod of one app whose signals are all passed
 on; pod mode (`stage1 run`) stops the pod on SIGTERM/SIGINT and passes the
 other signals to every running app.
+
+An event costs what it touches, whatever the pod's size (issue 14).  Pod-wide
+questions (is every app ready? has every app ended? is the pod over? which
+app may start or stop now?) are answered from small indexes kept up to date
+as each app changes (`_index`), not by walking every app: a start pass looks
+only at the apps waiting for the one that became ready, a stop pass only at
+the apps the one that ended comes after, the exit policy only at the apps
+that have not exited, and an answer waits (`when`) on the app it is about.
+The pod-wide walks left are once per pod event (the pod's stop, its grace
+running out, a signal to every app), never once per app event.
 """
 import os
 import time
@@ -18,11 +28,15 @@ from stage1.engine import init, native, spawn
 from stage1.engine.loop import monotonic
 
 SIGKILL, SIGTERM, SIGINT, SIGQUIT, SIGCHLD = 9, 15, 2, 3, 17
+REAP_BATCH = 64       # children reaped in one loop turn (pod mode), see _reap;
+                      # as many as StatusWriter writes (status.BATCH)
 STOP_SIGNALS = (SIGTERM, SIGINT, SIGQUIT)
 
 WAITING, STARTING, RUNNING, STOPPING, EXITED, BACKOFF = (
     "waiting", "starting", "running", "stopping", "exited", "backoff")
 ENDED = (WAITING, EXITED)
+
+_NO_RUSAGE = (None, None, None)
 
 ON_ANY, ON_ANY_FAILURE, UNTIL_ALL = "onAny", "onAnyFailure", "untilAll"
 EXIT_POLICIES = (ON_ANY, ON_ANY_FAILURE, UNTIL_ALL)
@@ -56,11 +70,23 @@ class Log:
 
 
 class App:
-    """One app and its last run.  `launch` is a spawn.Launch."""
+    """One app and its last run.  `launch` is a spawn.Launch.
+
+    Slots, not a dict: a pod of 1600 apps saves 2 MiB.  The last five are
+    set by the layers above (the plan, isolation, the live pod)."""
+    __slots__ = ("name", "after", "is_init", "notify", "status_text", "notify_stopping",
+                 "remove_when_ended", "restart_pending", "start_after_hook", "launch",
+                 "restart", "stop_signal", "pre_start", "post_stop", "grace", "annotations",
+                 "state", "ready", "pid", "hook_pid", "exit_code", "signal_name", "reason",
+                 "message", "started_at", "finished_at", "started_mono", "restart_count",
+                 "backoff_streak", "rusage", "stop_requested", "killed", "timer", "failed",
+                 "log_mode", "log_limits", "spec", "make_launch", "file_sink")
 
     def __init__(self, name, launch, restart="never", stop_signal=SIGTERM,
                  pre_start=None, post_stop=None, grace=None, annotations=None,
                  after=(), is_init=False, notify=None):
+        self.log_mode, self.log_limits = "inherit", None
+        self.spec = self.make_launch = self.file_sink = None
         self.name = name
         self.after = list(after)          # start once these are ready
         self.is_init = is_init            # run to completion before the others
@@ -88,9 +114,10 @@ class App:
         self.started_mono = None
         self.restart_count = 0
         self.backoff_streak = 0
-        self.rusage = (None, None, None)
+        self.rusage = _NO_RUSAGE
         self.stop_requested = False
         self.killed = False
+        self.failed = None                # (finished_at, code) of a failure that was restarted
         self.timer = None
 
     @property
@@ -114,15 +141,30 @@ class Supervisor:
         self.status = status
         self.backoff = backoff
         self.on_change = on_change or (lambda: None)
-        self.on_event = lambda kind, app, fields: None
+        self.on_event = lambda kind, app, fields, when=None: None
+        self._held = None       # events held while the pod starts (see start_all)
         self.on_ready = lambda: None      # every app ready (rkt's supervisor-status)
         self.prepare = lambda app: {}     # extra spawn options per start (notify fds, logs)
         self.spawned = lambda app, ok: None   # after each spawn, whether it worked
         self.hook_launch = hook_launch or (lambda app, argv: None)
-        self.waiters = []
+        self.waiters = {}       # app (None: any app) -> [(predicate, callback)]
         self.apps = {}
         self.by_pid = {}
         self.hooks = {}
+        # The indexes (see _index); dicts, as ordered sets of apps.
+        self._later = {}        # name -> the apps that come after it (stage1/after)
+        self._inits = []        # init apps, in manifest order
+        self._unended = {}      # apps that have not ended (the pod's stop waits for them)
+        self._unready = {}      # apps that keep the pod from being ready
+        self._not_exited = {}   # the exit policy judges only these
+        self._init_pending = {}   # init apps that have not succeeded yet
+        self._startable = {}    # waiting apps a start pass may start (not init, not held)
+        self._to_check, self._queued = [], set()   # of those, whose order may now allow it
+        self._inits_done = False
+        self._witness = None    # an app that was not over at the last policy check
+        # Apps looked at by start passes, stop passes and the exit policy:
+        # what the tests check to catch a walk of every app per event.
+        self.visits = {"start": 0, "stop": 0, "policy": 0}
         self.exit_code = None
         self.running = False
         self.stopping = False
@@ -136,7 +178,11 @@ class Supervisor:
         self._pid1 = os.getpid() == 1
         # An fd in reserve for the internal-error handler (see run).
         self._reserve = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        self._reap_pending = False     # the last reap left ended children
+        self._reaped = False           # a SIGCHLD of this turn took a slice
         loop.add_signals(sigfd, self._on_signals, self._wait_plan)
+        if not forward_all:
+            loop.before_wait.append(self._reap_more)
         if status is not None:
             loop.before_wait.append(status.flush)
 
@@ -159,6 +205,7 @@ class Supervisor:
             # run starts when it is done (unless a stop comes first).
             app.start_after_hook = True
             app.stop_requested = False
+            self._index(app)
             return
         app.stop_requested = app.killed = False
         if app.pre_start:
@@ -193,11 +240,12 @@ class Supervisor:
         app.started_mono = monotonic()
         app.exit_code = app.signal_name = app.reason = app.message = None
         app.finished_at = None
-        app.rusage = (None, None, None)
+        app.rusage = _NO_RUSAGE
         app.status_text = None
         app.notify_stopping = False
         self.by_pid[app.pid] = app
-        self.log.debug("%s: started pid %d" % (app.name, app.pid))
+        if self.log.verbose:
+            self.log.debug("%s: started pid %d" % (app.name, app.pid))
         self.spawned(app, True)
         self._set(app, RUNNING)
         self._emit("started", app, pid=app.pid)
@@ -224,7 +272,8 @@ class Supervisor:
         app.message = None
         app.finished_at = _now()
         app.rusage = rusage
-        self.log.debug("%s: pid %d exited %d (%s)" % (app.name, app.pid, app.exit_code, app.reason))
+        if self.log.verbose:
+            self.log.debug("%s: pid %d exited %d (%s)" % (app.name, app.pid, app.exit_code, app.reason))
         if app.timer:
             app.timer.cancel()
             app.timer = None
@@ -234,7 +283,14 @@ class Supervisor:
         """Back off and restart, or end for good; post-stop runs either way."""
         self._emit("exited", app, exitCode=app.exit_code, signal=app.signal_name,
                    reason=app.reason, message=app.message)
+        if app.exit_code == 0 and not app.stop_requested:
+            app.failed = None             # a run that succeeds redeems the failures before it
         if self._should_restart(app):
+            if _failed_on_its_own(app):
+                # It is restarted, but it failed: a stop of the pod before a
+                # run succeeds still exits with this code (the README's
+                # "unless an app had failed on its own before").
+                app.failed = app.failed or (app.finished_at, app.exit_code)
             delay = self._backoff_delay(app)
             app.restart_count += 1
             app.timer = self.loop.call_later(delay, lambda: self.event(app, "backoff_done"))
@@ -250,8 +306,8 @@ class Supervisor:
 
     def _stop(self, app, *args):
         app.stop_requested = True
+        self._signal_app(app, app.stop_signal)      # first: the app stops while we write
         self._emit("stopping", app, signal=native.signal_name(app.stop_signal))
-        self._signal_app(app, app.stop_signal)
         grace = self.grace if app.grace is None else app.grace
         if grace > 0:
             app.timer = self.loop.call_later(grace, lambda: self.event(app, "kill"))
@@ -259,6 +315,7 @@ class Supervisor:
 
     def _stop_waiting(self, app, *args):
         app.stop_requested = True
+        self._index(app)
         if app.timer:
             app.timer.cancel()
             app.timer = None
@@ -283,34 +340,82 @@ class Supervisor:
 
     def _set(self, app, state):
         app.state = state
+        self._index(app)
+        self._changed(app)
+        self._wake(app)
+
+    def _changed(self, app):
+        """Something the app's status files show changed: they are written
+        at the end of the loop turn (StatusWriter.flush)."""
         if self.status is not None:
             self.status.app(app)
-        self.on_change()
-        self._wake_waiters()
 
-    def when(self, predicate, callback):
-        """Call callback() once predicate() holds, checked after every transition."""
+    def _index(self, app):
+        """Keep app's place in the indexes after a change of its state,
+        readiness, hook or hold.  Called wherever one of those changes, so
+        that each pod-wide question is a look at a small dict."""
+        if self.apps.get(app.name) is not app:       # removed: in none
+            for index in (self._unended, self._unready, self._not_exited,
+                          self._init_pending, self._startable):
+                index.pop(app, None)
+            return
+        _put(self._unended, app, not app.ended)
+        done = app.is_init and app.exit_code == 0 and app.state == EXITED
+        _put(self._unready, app, not (app.ready or done))
+        _put(self._not_exited, app, app.state != EXITED)
+        _put(self._init_pending, app, app.is_init and not done)
+        _put(self._startable, app, app.state == WAITING and not app.stop_requested
+             and not app.is_init)
+
+    def when(self, predicate, callback, app=None):
+        """Call callback() once predicate() holds.  It is checked after each
+        transition of `app` (its state, readiness, hook, removal) and when
+        the pod starts or ends its stop; with no app, after every
+        transition of any app."""
         if predicate():
             callback()
         else:
-            self.waiters.append((predicate, callback))
+            self.waiters.setdefault(app, []).append((predicate, callback))
 
-    def _wake_waiters(self):
-        if not self.waiters:
+    def _wake(self, app):
+        if self.waiters:
+            self._wake_key(app)
+            self._wake_key(None)
+
+    def _wake_key(self, key):
+        waiters = self.waiters.get(key)
+        if not waiters:
             return
-        due = [w for w in self.waiters if w[0]()]
-        if due:
-            self.waiters = [w for w in self.waiters if w not in due]
-            for _, callback in due:
-                callback()
+        due = [w for w in waiters if w[0]()]
+        if not due:
+            return
+        left = [w for w in self.waiters.get(key, ()) if w not in due]
+        if left:
+            self.waiters[key] = left
+        else:
+            self.waiters.pop(key, None)
+        for _, callback in due:
+            callback()
+
+    def _wake_all(self):
+        """Every waiter: on pod events (a predicate may read sup.stopping)."""
+        for key in list(self.waiters):
+            self._wake_key(key)
 
     def status_changed(self, app):
         """Something reported of a running app changed (sd_notify STATUS=)."""
-        if self.status is not None:
-            self.status.app(app)
+        self._changed(app)
 
     def _emit(self, kind, app, **fields):
-        self.on_event(kind, app, fields)
+        if self._held is not None:
+            self._held.append((kind, app, fields, _now()))
+        else:
+            self.on_event(kind, app, fields)
+
+    def _release_events(self):
+        held, self._held = self._held, None
+        for kind, app, fields, when in held or ():
+            self.on_event(kind, app, fields, when)
 
     # -- readiness and order -----------------------------------------------
 
@@ -318,20 +423,36 @@ class Supervisor:
         if app.ready or app.state != RUNNING:
             return
         app.ready = True
-        if self.status is not None:
-            self.status.app(app)
+        self._index(app)
+        self._changed(app)
         self._emit("ready", app)
-        self._wake_waiters()
+        self._wake(app)
+        self._queue_later(app)
         self._start_eligible()
         self._check_pod_ready()
 
     def _check_pod_ready(self):
         if self.pod_ready or self.stopping:
             return
-        if all(a.ready or (a.is_init and a.exit_code == 0 and a.state == EXITED)
-               for a in self.apps.values()):
+        if not self._unready:
+            self._unready = {}           # as large as the pod was: give it back
             self.pod_ready = True
+            if self._held is not None:   # what made it ready is logged first
+                self._release_events()
+                self._held = []
             self.on_ready()
+
+    def _queue_later(self, app):
+        """The apps that come after app may start now: the next start pass
+        looks at them (and only them)."""
+        for other in self._later.get(app.name, ()):
+            if other in self._startable:
+                self._queue(other)
+
+    def _queue(self, app):
+        if app not in self._queued:
+            self._queued.add(app)
+            self._to_check.append(app)
 
     def _start_eligible(self):
         """Start what may start now: init apps one by one, then the rest by `after`.
@@ -356,21 +477,44 @@ class Supervisor:
             self._ended_for_good(app)
 
     def _start_pass(self):
-        app, inits_done = _next_init(self.apps)
+        """Init apps one at a time while one has not succeeded; then the
+        queued apps in the order they were queued (manifest order first).
+        An app whose turn has not come is queued again when something it
+        comes after becomes ready."""
+        app = self._next_init()
         if app is not None:
             if app.state == WAITING and not app.stop_requested:
                 self.event(app, "start")
             return
-        for app in list(self.apps.values()):
-            if (app.state == WAITING and not app.is_init and not app.stop_requested
-                    and _may_start(app, self.apps)):
+        if not self._inits_done:
+            self._inits_done = True      # from now on, every waiting app may start
+            for other in list(self._startable):
+                self._queue(other)
+        queue, i = self._to_check, 0
+        while i < len(queue) and not self.stopping:
+            app = queue[i]
+            i += 1
+            self._queued.discard(app)
+            self.visits["start"] += 1
+            if app in self._startable and _may_start(app, self.apps):
                 self.event(app, "start")
+        del queue[:i]
+        if not queue:
+            self._queued = set()         # a set keeps its largest size: give it back
+        if not self._startable:
+            self._startable = {}
+
+    def _next_init(self):
+        """The init app to run now, or None once every init app has succeeded."""
+        if not self._init_pending:
+            return None
+        return next(a for a in self._inits if a in self._init_pending)
 
     # -- hooks -------------------------------------------------------------
 
     def _run_hook(self, app, argv, kind):
         if self.status is not None:
-            self.status.flush()      # a post-stop handler may read the app's final status
+            self.status.flush(app)   # a post-stop handler may read the app's final status
         launch = self.hook_launch(app, argv)
         try:
             pid = spawn.start(launch, self.signals, pgid_mode=self.pgid_mode)
@@ -381,10 +525,12 @@ class Supervisor:
             return
         app.hook_pid = pid
         self.hooks[pid] = (app, kind)
+        self._index(app)
 
     def _hook_exited(self, pid, status):
         app, kind = self.hooks.pop(pid)
         app.hook_pid = None
+        self._index(app)
         code = spawn.exit_code(status)
         self.log.debug("%s: %s handler exited %d" % (app.name, kind, code))
         if kind == "pre-start":
@@ -393,9 +539,9 @@ class Supervisor:
             app.start_after_hook = False
             if not self.stopping and not app.stop_requested:
                 self._start(app)
-        self._wake_waiters()       # app.ended changed with hook_pid
+        self._wake(app)       # app.ended changed with hook_pid
         if self.stopping:
-            self._stop_eligible()
+            self._stop_eligible(self._comes_after(app))
         self._maybe_finish()
 
     def _cancel_start(self, app, *args):
@@ -433,7 +579,7 @@ class Supervisor:
         if app.remove_when_ended:
             self.loop.call_later(0, lambda: self._remove(app))
         if self.stopping:
-            self._stop_eligible()
+            self._stop_eligible(self._comes_after(app))
             self._maybe_finish()
             return
         failed = app.exit_code != 0
@@ -452,8 +598,24 @@ class Supervisor:
         triggers = self.policy == ON_ANY or (self.policy == ON_ANY_FAILURE and failed)
         if triggers and not app.stop_requested:
             self.shutdown(app.exit_code)
-        elif all(self._over(a) for a in self.apps.values()):
+        elif self._all_over():
             self.shutdown(self._first_failure() or 0)
+
+    def _all_over(self):
+        """Every app is over.  Exited apps are, so only the others are
+        looked at, the one found not over last time first: while it runs,
+        the answer costs one look, whatever the pod's size."""
+        witness = self._witness
+        if witness is not None and witness in self._not_exited:
+            self.visits["policy"] += 1
+            if not self._over(witness):
+                return False
+        for app in self._not_exited:
+            self.visits["policy"] += 1
+            if not self._over(app):
+                self._witness = app
+                return False
+        return True
 
     def _over(self, app):
         """Ended for good: exited, or waiting for a start that cannot come
@@ -464,19 +626,34 @@ class Supervisor:
             self.apps[d].state == EXITED for d in app.after if d in self.apps))
 
     def _first_failure(self):
-        ended = sorted((a for a in self.apps.values()
-                        if a.exit_code and a.reason not in ("Stopped", "Killed")),
-                       key=lambda a: a.finished_at or "")
-        return ended[0].exit_code if ended else None
+        """The code of the first run that failed on its own: an app's last
+        run, or one before it that was restarted (and not redeemed by a
+        run that succeeded since).  Once, as the pod ends."""
+        failures = [(a.finished_at or 0, a.exit_code) for a in self.apps.values()
+                    if _failed_on_its_own(a)]
+        failures += [a.failed for a in self.apps.values() if a.failed is not None]
+        return min(failures, key=lambda f: f[0])[1] if failures else None
 
     # -- the pod -----------------------------------------------------------
 
     def add(self, app):
         self.apps[app.name] = app
+        for dep in app.after:
+            self._later.setdefault(dep, []).append(app)
+        if app.is_init:
+            self._inits.append(app)
+        self._index(app)
 
     def start_all(self):
+        """Start what may start.  The events of this first pass (two an
+        app: started, ready) are written once it is done, each with the
+        time it happened: the next app's spawn does not wait for them."""
         self.running = True
-        self._start_eligible()
+        self._held = []
+        try:
+            self._start_eligible()
+        finally:
+            self._release_events()
         self._check_pod_ready()
 
     def add_app(self, app):
@@ -484,9 +661,8 @@ class Supervisor:
         # Held like an app stopped before it started, so that no start pass
         # (another app ready, an init app done) starts it: only `app start`.
         app.stop_requested = True
-        self.apps[app.name] = app
-        if self.status is not None:
-            self.status.app(app)
+        self.add(app)
+        self._changed(app)
         self.on_change()
         self._emit("added", app)
 
@@ -502,9 +678,17 @@ class Supervisor:
     def _remove(self, app):
         if self.apps.get(app.name) is app and app.ended:
             del self.apps[app.name]
+            for dep in app.after:
+                self._later[dep].remove(app)
+            if app in self._inits:
+                self._inits.remove(app)
+            self._index(app)
+            # What came after it no longer waits for it (_may_start): the
+            # next start pass looks at those again.
+            self._queue_later(app)
             self.on_change()
             self._emit("removed", app)
-            self._wake_waiters()
+            self._wake(app)
             self._maybe_finish()
 
     def run(self):
@@ -547,9 +731,8 @@ class Supervisor:
             text = "%s: %s" % (type(err).__name__, err)
         self.log.warn("internal error, every process of the pod was killed:\n%s" % text)
         self.exit_code = 254
-        if self.status is not None:
-            self.status.flush()
         self.on_change()
+        self.loop.flush(safe=True)
 
     def shutdown(self, exit_code=None):
         """Stop every app, ask leftovers to stop, SIGKILL all when grace ends."""
@@ -560,20 +743,34 @@ class Supervisor:
         self.stopping = True
         self.log.debug("stopping the pod")
         self.on_change()
-        for app in list(self.apps.values()):
+        apps = list(self.apps.values())
+        for app in apps:
             if app.state in (WAITING, BACKOFF, STARTING):
                 self.event(app, "stop")
-        self._stop_eligible()
-        if self._longest_grace() > 0:
-            self._deadline = self.loop.call_later(self._longest_grace(), self._grace_over)
+        self._stop_eligible(apps)
+        grace = self._longest_grace()
+        if grace > 0:
+            self._deadline = self.loop.call_later(grace, self._grace_over)
+        self._wake_all()
         self._maybe_finish()
 
-    def _stop_eligible(self):
+    def _stop_eligible(self, apps):
         """Stopping goes in reverse start order: an app gets its stop signal
-        once every app that comes after it has ended."""
-        for app in list(self.apps.values()):
-            if app.state == RUNNING and _may_stop(app, self.apps):
+        once every app that comes after it has ended.  `apps` are those
+        whose turn may have come: every app as the stop begins, then, as
+        each app ends, the apps it comes after."""
+        for app in apps:
+            self.visits["stop"] += 1
+            if app.state == RUNNING and self._may_stop(app):
                 self.event(app, "stop")
+
+    def _may_stop(self, app):
+        """True when every app that comes after it has ended."""
+        return all(other.ended for other in self._later.get(app.name, ()) if other is not app)
+
+    def _comes_after(self, app):
+        """The apps app comes after (that are still in the pod)."""
+        return [self.apps[d] for d in app.after if d in self.apps]
 
     def _longest_grace(self):
         """The pod's deadline covers the slowest chain of ordered stops."""
@@ -594,7 +791,7 @@ class Supervisor:
     def _maybe_finish(self):
         if not self.stopping or self.done:
             return
-        if not all(a.ended for a in self.apps.values()) or self.hooks:
+        if self._unended or self.hooks:
             return
         if native.has_children():
             # Every app has ended: what is left are leftovers (daemons,
@@ -615,9 +812,9 @@ class Supervisor:
             self._deadline.cancel()
         if self.exit_code is None:
             self.exit_code = self._first_failure() or 0
-        if self.status is not None:
-            self.status.flush()
         self.on_change()
+        self._wake_all()
+        self.loop.flush()       # the status files, then the pod's
         self.loop.stop()
 
     # -- signals and children ---------------------------------------------
@@ -641,7 +838,7 @@ class Supervisor:
     def _on_signals(self, infos, exits=None):
         for signo, code, sender, forwarded in infos:
             if signo == SIGCHLD:
-                self._reap(exits)
+                self._reap(exits, sender)
                 exits = None
             else:
                 if self.log.verbose:
@@ -664,8 +861,25 @@ class Supervisor:
             if app.state == RUNNING:
                 self._signal_app(app, signo)
 
-    def _reap(self, exits=None):
-        for pid, status, utime, stime, maxrss in (native.reap() if exits is None else exits):
+    def _reap(self, exits=None, first=None):
+        """Each ended child becomes an event of its app.  exits: those the
+        native wait reaped already (exec mode); else they are reaped here,
+        in pod mode at most REAP_BATCH a turn: a thousand apps ending at
+        once are taken in slices, each slice's status files written in its
+        own turn (StatusWriter.flush), so that what is left to write when
+        the last app is reaped is one slice, and the control socket and the
+        rest are served in between.
+
+        first: the child the SIGCHLD named, reaped alone first.  wait4(-1)
+        walks every child of the init (some 150 us for 1600 children whose
+        task structs are cold), and a restarted app is the newest child,
+        the last the walk reaches: taken by its pid, one app's end costs
+        one walk (the one that finds no other ended child; SIGCHLD is not
+        queued per child, so that one is needed), not two."""
+        if exits is None:
+            exits = self._take_exits(first)
+            self._reaped = True
+        for pid, status, utime, stime, maxrss in exits:
             app = self.by_pid.get(pid)
             if app is not None:
                 self.event(app, "exit", status, (utime, stime, maxrss))
@@ -674,6 +888,34 @@ class Supervisor:
             elif self.log.verbose:
                 self.log.debug("reaped orphan pid %d" % pid)
         self._maybe_finish()
+
+    def _take_exits(self, first=None):
+        if self.forward_all:
+            return native.reap()
+        exits = []
+        if first is not None and (first in self.by_pid or first in self.hooks):
+            found = native.reap_pid(first)
+            if found is not None:
+                exits.append(found)
+        more = native.reap(REAP_BATCH - len(exits))
+        self._reap_pending = len(more) >= REAP_BATCH - len(exits)
+        return exits + more
+
+    def _reap_more(self, final=False):
+        """Before the wait (pod mode): the next slice of ended children, if
+        the last reap left some, or while the pod stops (its apps die
+        while the stop pass runs: their ends are taken before their
+        `stopping` status is written).  True while more may be left."""
+        if final or self.done:
+            return False
+        if self._reaped:          # one slice a turn: its files are written first
+            self._reaped = False
+            return self._reap_pending
+        if self._reap_pending or self.stopping:
+            self._reap_pending = False
+            self._reap()
+            self._reaped = False
+        return self._reap_pending
 
     def _signal_app(self, app, sig):
         """The app leads its own process group: -g sends to the group (the
@@ -688,14 +930,25 @@ class Supervisor:
             native.kill_many([app.pid], sig)
 
     def _kill_everything(self, sig):
-        """sig to every process left below the init."""
-        pids = init.descendants(os.getpid())
-        if pids is None and self._pid1:
-            # No /proc of our own: kill(-1) reaches every process of the
-            # namespace but the init itself.
+        """sig to every process left below the init.
+
+        As PID 1 of a PID namespace, kill(-1) reaches every process of the
+        namespace but the init itself, in one system call: the processes
+        below the init, and any that joined the namespace from outside
+        (`stage1 enter`, nsenter), which the kernel kills anyway once the
+        init exits, as it does in a container whose PID 1 ends.  Otherwise
+        (a subreaper on the host), only the processes below the init, from
+        /proc (none when /proc is not our namespace's)."""
+        if self._pid1:
             native.kill_many([-1], sig)
-        elif pids:
+            return
+        pids = init.descendants(os.getpid())
+        if pids:
             native.kill_many(pids, sig)
+
+def _failed_on_its_own(app):
+    return bool(app.exit_code) and app.reason not in ("Stopped", "Killed")
+
 
 def _reason(app, sig):
     if app.killed and sig == SIGKILL:
@@ -720,21 +973,11 @@ def _may_start(app, apps):
     return all(apps[d].ready for d in app.after if d in apps)
 
 
-def _may_stop(app, apps):
-    """True when every app that comes after it has ended."""
-    return all(other.ended for other in apps.values()
-               if other is not app and app.name in other.after)
-
-
-def _next_init(apps):
-    """(the init app to run now or None, whether all init apps succeeded)."""
-    for app in apps.values():
-        if not app.is_init:
-            continue
-        if app.exit_code == 0 and app.state == "exited":
-            continue
-        return app, False
-    return None, True
+def _put(index, app, member):
+    if member:
+        index[app] = None
+    else:
+        index.pop(app, None)
 
 
 def _stop_time(apps, grace_of):

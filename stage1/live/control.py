@@ -25,6 +25,7 @@ from stage1.engine.status import app_record
 MAX_REQUEST = 256 << 10        # an unfinished request line longer than this is refused
 MAX_UNREAD = 16 << 20          # answers and events a client has not read yet
 MAX_CLIENTS = 64               # connections served at once; more are refused
+_encode = json.JSONEncoder(sort_keys=True).encode     # json.dumps(sort_keys=True), made once
 
 
 class Client:
@@ -49,7 +50,7 @@ class Client:
         self.closed = False
 
     def send(self, obj):
-        self.send_line(json.dumps(obj, sort_keys=True).encode() + b"\n")
+        self.send_line(_encode(obj).encode() + b"\n")
 
     def answer_later(self):
         """A deferred answer: call the returned function with it."""
@@ -306,7 +307,7 @@ class ControlServer:
             self.sup.event(app, "stop")
         deliver = client.answer_later()
         self.sup.when(lambda: app.name not in self.sup.apps,
-                      lambda: deliver({"ok": True, "app": app.name, "removed": True}))
+                      lambda: deliver({"ok": True, "app": app.name, "removed": True}), app)
 
     def op_add(self, client, req):
         self._refuse_when_stopping()
@@ -325,7 +326,7 @@ class ControlServer:
 
     def _answer_when(self, client, app, done):
         deliver = client.answer_later()
-        self.sup.when(done, lambda: deliver(dict(ok=True, **_brief(app))))
+        self.sup.when(done, lambda: deliver(dict(ok=True, **_brief(app))), app)
 
     def close(self):
         """The pod has ended: what clients are owed still goes (the last

@@ -10,6 +10,8 @@ import time
 
 from stage1.engine.status import rfc3339
 
+_encode = json.JSONEncoder(sort_keys=True).encode     # json.dumps(sort_keys=True), made once
+
 
 class EventLog:
     def __init__(self, path, warn):
@@ -29,12 +31,13 @@ class EventLog:
         """Bytes in the file so far (None when it could not be opened)."""
         return None if self.fd is None else self.end
 
-    def emit(self, kind, app=None, fields=None):
-        record = {"time": rfc3339(time.time()), "event": kind}
+    def emit(self, kind, app=None, fields=None, when=None):
+        """when: the time it happened, if not now (time.time())."""
+        record = {"time": rfc3339(time.time() if when is None else when), "event": kind}
         if app is not None:
             record["app"] = app.name
         record.update(fields or {})
-        line = (json.dumps(record, sort_keys=True) + "\n").encode()
+        line = (_encode(record) + "\n").encode()
         if self.fd is not None:
             self._append(line)
         for subscriber in list(self.subscribers):

@@ -55,8 +55,13 @@ def make(pod, poddir, opts, stdin_fd):
     grace = pod.stop_timeout
     if grace is None:
         grace = 10.0 if opts.grace is None else opts.grace
-    apps = [plan_app(spec, poddir, stdin_fd) for spec in pod.apps]
+    looked_up = {}       # apps of one root share their users: one look-up each
+    apps = [plan_app(spec, poddir, stdin_fd, looked_up) for spec in pod.apps]
     return Plan(pod, apps, pod.exit_policy, pod.backoff, grace, stdin_fd)
+
+
+# One string for what many apps share (PATH=..., container=stage1).
+_shared = {}.setdefault
 
 
 def app_environment(spec):
@@ -67,29 +72,38 @@ def app_environment(spec):
     return env
 
 
-def plan_app(spec, poddir, stdin_fd):
-    """One validated app -> a supervisor.App (credentials resolved)."""
+def plan_app(spec, poddir, stdin_fd, looked_up=None):
+    """One validated app -> a supervisor.App (credentials resolved).
+    looked_up: (value, root, table) -> id, shared by the apps of one plan."""
     root = poddir.app_root(spec.name)
     root = root if os.path.isdir(root) else "/"
     ids = {}
+    looked_up = {} if looked_up is None else looked_up
     for key, table in (("user", "passwd"), ("group", "group")):
+        what = (getattr(spec, key), root, table)
         try:
-            ids[key] = users.resolve(getattr(spec, key), root, table)
+            if what not in looked_up:
+                looked_up[what] = users.resolve(what[0], root, table)
+            ids[key] = looked_up[what]
         except users.UserError as err:
             raise ManifestError("pod", "apps[%d].app.%s" % (spec.index, key), str(err))
     env = app_environment(spec)
-
-    def launch(argv):
-        uid, gid, groups = ids["user"], ids["group"], list(spec.supplementary_gids)
-        if os.geteuid() != 0 and uid == os.geteuid() and gid == os.getegid() and not groups:
-            uid = gid = -1     # unprivileged supervision: nothing to change
-            groups = None
-        return spawn.Launch(argv, spawn.env_list(env), path=env["PATH"],
-                            cwd=spec.working_directory, uid=uid, gid=gid, groups=groups,
-                            fd_map=[stdin_fd, 1, 2], close_fds=True)
-
     if spec.notify == "systemd":
         env["NOTIFY_SOCKET"] = os.path.join(poddir.path, NOTIFY_SOCKET_NAME)
+    # What every launch of the app needs, and no more: the closure lives as
+    # long as the app (its hooks' launches), the spec need not.
+    env_list = [_shared(e, e) for e in spawn.env_list(env)]
+    path, cwd = env["PATH"], spec.working_directory
+    uid, gid, groups = ids["user"], ids["group"], list(spec.supplementary_gids)
+    if os.geteuid() != 0 and uid == os.geteuid() and gid == os.getegid() and not groups:
+        uid = gid = -1     # unprivileged supervision: nothing to change
+        groups = None
+
+    def launch(argv):
+        return spawn.Launch(argv, env_list, path=path, cwd=cwd, uid=uid, gid=gid,
+                            groups=None if groups is None else list(groups),
+                            fd_map=[stdin_fd, 1, 2], close_fds=True)
+
     app = App(spec.name, launch(spec.exec), restart=spec.restart, stop_signal=spec.stop_signal,
               pre_start=spec.event_handlers.get("pre-start"),
               post_stop=spec.event_handlers.get("post-stop"), annotations=spec.annotations,

@@ -14,6 +14,7 @@ The steps, in order, so that bad input never leaves half a pod:
                until the pod ends.
 """
 import os
+import sys
 import time
 
 from stage1.engine import init, native, spawn
@@ -50,7 +51,20 @@ def run(poddir, opts):
     except OSError as err:
         log.warn("unable to write %s: %s" % (poddir.pid_path, err.strerror))
         return EXIT_FAILURE
-    return supervise(the_plan, poddir, opts, log, sigfd, signals)
+    return _exit(supervise(the_plan, poddir, opts, log, sigfd, signals))
+
+
+def _exit(code):
+    """The pod has ended and everything is written: the init exits now.
+    The interpreter's teardown of every app's objects (30 ms for 1600
+    apps) would only delay the exit the pod's caller waits for; an
+    isolated pod's init leaves the same way (host.in_child)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def make_plan(poddir, opts, stdin_fd):
@@ -126,21 +140,32 @@ def pod_init(the_plan, poddir, opts, ready_fd, parent_sigfd, signals):
 # -- the pod's life ------------------------------------------------------------------
 
 class PodStatus:
-    """POD/pod-status.json, written when the pod's state changes."""
+    """POD/pod-status.json, written when the pod's state or its list of apps
+    changes.  The Supervisor calls it (on_change) on those pod events only,
+    never on an app's transition; it notes them and writes the file once
+    at the end of the loop turn (flush), so that a hundred `app add`s in a
+    turn cost one file, not a hundred lists of every app."""
 
     def __init__(self, poddir, sup, log, pid=None):
         self.poddir, self.sup, self.log = poddir, sup, log
         self.isolated = pid is not None    # the apps' pids are the pod namespace's
         self.pid = pid or os.getpid()      # an isolated init is 1 to itself
         self.state = None
+        self.dirty = True
         self.started_at = time.time()
         self.failed = False
 
     def __call__(self):
+        self.dirty = True
+
+    def flush(self, final=False):
+        if not self.dirty:
+            return False
+        self.dirty = False
         sup = self.sup
         state = "exited" if sup.done else "stopping" if sup.stopping else "running"
         if (state, list(sup.apps)) == self.state:
-            return       # `app add` and `app rm` change the list of apps
+            return
         self.state = (state, list(sup.apps))
         doc = {"state": state, "exitCode": sup.exit_code if sup.done else None,
                "pid": self.pid, "startedAt": rfc3339(self.started_at),
@@ -163,14 +188,17 @@ def supervise(the_plan, poddir, opts, log, sigfd, signals, pid=None, before_star
                      status=status, backoff=the_plan.backoff,
                      hook_launch=lambda app, argv: app.make_launch(argv))
     sup.mutable = opts.mutable
-    sup.on_change = PodStatus(poddir, sup, log, pid)
+    pod_status = sup.on_change = PodStatus(poddir, sup, log, pid)
+    loop.before_wait.append(pod_status.flush)      # after the apps' status files
     live = LivePod(poddir, loop, sup, log,
                    lambda name, runtime_app: add_app(poddir, sup, name, runtime_app,
                                                      the_plan.stdin_fd, the_plan.isolation))
     for app in the_plan.apps:
         sup.add(app)
         status.app(app)
-    sup.on_change()
+        app.spec = None          # planned and isolated: what it says is in the app now
+    the_plan.pod = None
+    pod_status.flush()
     if before_start is not None:
         before_start()
     code = sup.run()
@@ -190,4 +218,5 @@ def add_app(poddir, sup, name, runtime_app, stdin_fd, isolation=None):
     app = plan.plan_app(spec, poddir, stdin_fd)
     if isolation is not None and isolation.isolated:
         isolation.add_app(app, manifest.parse_pod(poddir.read_manifest(), "pod", images=poddir))
+    app.spec = None
     return app
