@@ -156,24 +156,36 @@ def _ended(events):
 
 
 def cmd_logs(args):
+    """The logs the pod keeps (stage1/log: file, and prefix with
+    stage1/log-copy, a pod file's default), tagged by app when there are
+    several; for an app whose output is not kept, where it went."""
     opts, positionals = parse(args, {"--app": ("app", True), "--follow": ("follow", False),
                                      "-f": ("follow", False)})
     poddir = _poddir(positionals, "logs")
     logdir = os.path.join(poddir.path, "logs")
     try:
-        names = sorted(n[:-4] for n in os.listdir(logdir) if n.endswith(".log"))
+        on_disk = sorted(n[:-4] for n in os.listdir(logdir) if n.endswith(".log"))
     except FileNotFoundError:
-        names = []
-    if opts.get("app"):
-        names = [opts["app"]]
-    tag = len(names) > 1
-    files = [_LogFile(os.path.join(logdir, n + ".log"), n if tag else None) for n in names]
-    missing = [f.name for f in files if not f.show()]
+        on_disk = []
+    modes = _log_modes(poddir)
+    names = [opts["app"]] if opts.get("app") else list(modes) + [
+        n for n in on_disk if n not in modes]
+    kept = [n for n in names if n in on_disk or modes.get(n) in ("file", "prefix+copy")]
+    for name in names:
+        if name not in kept and name in modes:
+            sys.stderr.write("stage1: %s: %s\n" % (name, NOT_KEPT[modes[name]]))
+    tag = len(kept) > 1
+    files = [_LogFile(os.path.join(logdir, n + ".log"), n if tag else None) for n in kept]
+    shown = [f for f in files if f.show()]
+    missing = [f.name for f in files if f not in shown] + [
+        n for n in names if n not in modes and n not in kept]
     if missing and not opts.get("follow"):
-        sys.stderr.write("stage1: no log for %s in %s (apps log there with stage1/log: file)\n"
-                         % (", ".join(missing), logdir))
-        return EXIT_FAILURE
-    while opts.get("follow"):
+        sys.stderr.write("stage1: no log for %s in %s%s\n" % (
+            ", ".join(missing), logdir, "" if modes else
+            " (apps log there with stage1/log: file)"))
+    if not opts.get("follow"):
+        return 0 if shown else EXIT_FAILURE
+    while True:
         # A log reader is a client, not the init: it may look again.  The
         # pod's state is read before the files, so the last look after the
         # pod ended shows everything.
@@ -184,6 +196,27 @@ def cmd_logs(args):
             break
         time.sleep(0.1)
     return 0
+
+
+NOT_KEPT = {
+    "inherit": "its output went straight to the stdout and stderr of `stage1 run` (the "
+               "terminal it ran in), as stage1/log: inherit says; stage1 keeps none of it",
+    "prefix": "its output went to the stdout and stderr of `stage1 run`, tagged "
+              "(stage1/log: prefix), and no copy was kept (stage1/log-copy: true keeps one)",
+    "null": "its output is discarded (stage1/log: null)",
+}
+
+
+def _log_modes(poddir):
+    """{app: log mode} in manifest order ("prefix+copy" for a prefix app
+    whose copy is kept); {} when the manifest cannot be read."""
+    from stage1.pod import manifest
+    try:
+        pod = manifest.parse_pod(poddir.read_manifest(), "pod", images=poddir)
+    except ValueError:
+        return {}
+    return {a.name: a.log_mode + ("+copy" if a.log_mode == "prefix" and a.log_copy else "")
+            for a in pod.apps}
 
 
 def _pod_ended(poddir):

@@ -64,6 +64,14 @@ class App:
         self.name = name
         self.after = list(after)          # start once these are ready
         self.is_init = is_init            # run to completion before the others
+        self.after_started = []           # start once these have started
+        self.after_completed = []         # start once these have ended with 0
+        self.health_check = None          # its check (a manifest.HealthSpec) makes it ready
+        self.health = None                # None (no check), "starting", "healthy", "unhealthy"
+        self.health_message = None        # what the last failed check said
+        self.health_failures = 0          # failed checks in a row
+        self.unhealthy_stop = False       # stopped for failing its checks: restart it
+        self.signal_group = False         # signals go to its process group (honcho's way)
         self.notify = notify              # None (ready once started), "systemd" or an fd number
         self.status_text = None           # sd_notify STATUS=
         self.notify_stopping = False      # sd_notify STOPPING=1
@@ -119,6 +127,8 @@ class Supervisor:
         self.prepare = lambda app: {}     # extra spawn options per start (notify fds, logs)
         self.spawned = lambda app, ok: None   # after each spawn, whether it worked
         self.hook_launch = hook_launch or (lambda app, argv: None)
+        self.report = False     # pod mode: one line on stderr for each end, restart, verdict
+        self.children = {}      # pid -> on_exit(status): other children (exec health checks)
         self.waiters = []
         self.apps = {}
         self.by_pid = {}
@@ -196,13 +206,18 @@ class Supervisor:
         app.rusage = (None, None, None)
         app.status_text = None
         app.notify_stopping = False
+        app.unhealthy_stop = False
+        app.health = None if app.health_check is None else "starting"
+        app.health_message, app.health_failures = None, 0
         self.by_pid[app.pid] = app
         self.log.debug("%s: started pid %d" % (app.name, app.pid))
         self.spawned(app, True)
         self._set(app, RUNNING)
         self._emit("started", app, pid=app.pid)
-        if app.notify is None:
+        if app.notify is None and app.health_check is None:
             self.mark_ready(app)     # ready once started
+        elif any(app.name in a.after_started for a in self.apps.values()):
+            self._start_eligible()   # not ready yet, but started is what they wait for
 
     def _finish_failed(self, app, code, reason, message):
         app.pid = None
@@ -222,6 +237,9 @@ class Supervisor:
         app.signal_name = native.signal_name(sig) if sig else None
         app.reason = _reason(app, sig)
         app.message = None
+        if app.unhealthy_stop:
+            app.message = "stopped after %d failed health checks: %s" % (
+                app.health_failures, app.health_message)
         app.finished_at = _now()
         app.rusage = rusage
         self.log.debug("%s: pid %d exited %d (%s)" % (app.name, app.pid, app.exit_code, app.reason))
@@ -241,8 +259,10 @@ class Supervisor:
             self.log.debug("%s: restarting in %.3gs" % (app.name, delay))
             self._set(app, BACKOFF)
             self._emit("restarting", app, delay=delay, restartCount=app.restart_count)
+            self._report_end(app, delay)
         else:
             self._set(app, EXITED)
+            self._report_end(app, None)
         if app.post_stop:
             self._run_hook(app, app.post_stop, "post-stop")
         if app.state == EXITED:
@@ -312,6 +332,81 @@ class Supervisor:
     def _emit(self, kind, app, **fields):
         self.on_event(kind, app, fields)
 
+    # -- saying what happened (pod mode) ------------------------------------
+
+    def _report_end(self, app, delay):
+        """One line when an app ends on its own and that is news: a failure,
+        or any end that restarts it.  An end with 0 that is not restarted is
+        what the app was for; a stop was asked for; an exec failure has had
+        its line."""
+        if not self.report or self.stopping or (app.stop_requested and not app.unhealthy_stop):
+            return
+        if delay is None and (app.exit_code == 0 or app.reason == "ExecFailed"):
+            return
+        then = "" if delay is None else "; restarting in %s s" % _seconds_text(delay)
+        self.log.warn("%s %s%s (restart=%s)" % (app.name, _end_text(app), then, app.restart))
+
+    def _report_stop(self, why):
+        if self.report and not self.stopping:
+            self.log.warn("stopping the pod: %s" % why)
+
+    # -- health (live/health.py runs the checks) -------------------------------
+
+    def health_result(self, app, ok, message=None):
+        """One check's result.  A success makes the app healthy (and ready);
+        `retries` failures in a row make it unhealthy, except those before
+        its first success within its start period (Compose's rule)."""
+        check = app.health_check
+        if app.state != RUNNING or check is None:
+            return
+        if ok:
+            app.health_failures = 0
+            self._set_health(app, "healthy")
+            return
+        app.health_message = message
+        if app.health == "starting" and monotonic() - app.started_mono < check.start_period:
+            return
+        app.health_failures += 1
+        if app.health_failures >= check.retries:
+            self._set_health(app, "unhealthy")
+        if self.status is not None:
+            self.status.app(app)
+
+    def _set_health(self, app, health):
+        """Healthy makes the app ready; unhealthy is said, and stops the app
+        to restart it when its policy restarts failures."""
+        if app.health == health:
+            return
+        was, app.health = app.health, health
+        if self.status is not None:
+            self.status.app(app)
+        if health == "healthy":
+            app.health_message = None
+            self._emit("healthy", app)
+            if was == "unhealthy" and self.report:
+                self.log.warn("%s is healthy again" % app.name)
+            self.mark_ready(app)
+            return
+        restart = app.restart != "never" and not self.stopping
+        self._emit("unhealthy", app, failures=app.health_failures, message=app.health_message)
+        if self.report:
+            self.log.warn("%s is unhealthy: %d checks failed in a row (%s)%s" % (
+                app.name, app.health_failures, app.health_message,
+                "; restarting it (restart=%s)" % app.restart if restart else
+                "; it goes on running (restart=never)"))
+        if restart:
+            app.unhealthy_stop = True
+            self.event(app, "stop")
+
+    def spawn_child(self, launch, on_exit, **options):
+        """Spawn a child that is no app and no hook (an exec health check);
+        on_exit(status) once it is reaped.  It leads a session of its own,
+        so that killing its group reaches what it started.  Raises
+        native.SpawnError."""
+        pid = spawn.start(launch, self.signals, pgid_mode=native.PGID_NEW_SESSION, **options)
+        self.children[pid] = on_exit
+        return pid
+
     # -- readiness and order -----------------------------------------------
 
     def mark_ready(self, app):
@@ -328,7 +423,8 @@ class Supervisor:
     def _check_pod_ready(self):
         if self.pod_ready or self.stopping:
             return
-        if all(a.ready or (a.is_init and a.exit_code == 0 and a.state == EXITED)
+        if all(a.ready or (a.exit_code == 0 and a.state == EXITED and (
+                a.is_init or any(a.name in b.after_completed for b in self.apps.values())))
                for a in self.apps.values()):
             self.pod_ready = True
             self.on_ready()
@@ -407,9 +503,11 @@ class Supervisor:
     # -- policies ----------------------------------------------------------
 
     def _should_restart(self, app):
-        if app.stop_requested or self.stopping or app.reason in ("ExecFailed",):
+        if (app.stop_requested and not app.unhealthy_stop) or self.stopping or \
+                app.reason in ("ExecFailed",):
             return False
-        return app.restart == "always" or (app.restart == "on-failure" and app.exit_code != 0)
+        return app.restart == "always" or (app.restart == "on-failure" and (
+            app.exit_code != 0 or app.unhealthy_stop))
 
     def _backoff_delay(self, app):
         base, cap = self.backoff
@@ -445,14 +543,23 @@ class Supervisor:
                 self._start_eligible()
                 self._check_pod_ready()
             return
+        # An app others start after once it has completed was meant to end:
+        # its end with 0 starts them and is no reason to stop the pod.
+        completed = not failed and any(app.name in a.after_completed
+                                       for a in self.apps.values())
+        if completed:
+            self._start_eligible()
+            self._check_pod_ready()
         if self.mutable:
             return     # a mutable pod lives on until it is stopped
         # An app stopped on request does not trigger the policy, but it
         # counts among the ended ones.
         triggers = self.policy == ON_ANY or (self.policy == ON_ANY_FAILURE and failed)
-        if triggers and not app.stop_requested:
+        if triggers and not app.stop_requested and not completed:
+            self._report_stop("%s %s (exit policy %s)" % (app.name, _end_text(app), self.policy))
             self.shutdown(app.exit_code)
         elif all(self._over(a) for a in self.apps.values()):
+            self._report_stop("every app has ended")
             self.shutdown(self._first_failure() or 0)
 
     def _over(self, app):
@@ -460,8 +567,13 @@ class Supervisor:
         (stopped on request, or something it comes after has exited)."""
         if app.state == EXITED:
             return True
+        apps = self.apps
         return app.state == WAITING and (app.stop_requested or any(
-            self.apps[d].state == EXITED for d in app.after if d in self.apps))
+            apps[d].state == EXITED for d in app.after if d in apps) or any(
+            apps[d].state == EXITED and apps[d].started_mono is None
+            for d in app.after_started if d in apps) or any(
+            apps[d].state == EXITED and apps[d].exit_code != 0
+            for d in app.after_completed if d in apps))
 
     def _first_failure(self):
         ended = sorted((a for a in self.apps.values()
@@ -630,7 +742,7 @@ class Supervisor:
         each) and nothing is passed on behind our back."""
         if self.stopping or self.log.verbose:
             return None, 0
-        watch = list(self.by_pid) + list(self.hooks)
+        watch = list(self.by_pid) + list(self.hooks) + list(self.children)
         forward = 0
         if self.forward_all and len(self.by_pid) == 1:
             app = next(iter(self.by_pid.values()))
@@ -658,6 +770,8 @@ class Supervisor:
                         app.timer = self.loop.call_later(self.grace, lambda a=app: self.event(a, "kill"))
             return
         if signo in (SIGTERM, SIGINT):
+            if not self.stopping:
+                self._report_stop("received %s" % native.signal_name(signo))
             self.shutdown()
             return
         for app in self.apps.values():
@@ -671,6 +785,8 @@ class Supervisor:
                 self.event(app, "exit", status, (utime, stime, maxrss))
             elif pid in self.hooks:
                 self._hook_exited(pid, status)
+            elif pid in self.children:
+                self.children.pop(pid)(status)
             elif self.log.verbose:
                 self.log.debug("reaped orphan pid %d" % pid)
         self._maybe_finish()
@@ -682,7 +798,7 @@ class Supervisor:
             return
         if sig == SIGKILL:
             native.kill_many([app.pid, -app.pid], sig)
-        elif self.group:
+        elif self.group or app.signal_group:
             native.kill_many([-app.pid], sig)
         else:
             native.kill_many([app.pid], sig)
@@ -698,6 +814,8 @@ class Supervisor:
             native.kill_many(pids, sig)
 
 def _reason(app, sig):
+    if app.unhealthy_stop:
+        return "Unhealthy"
     if app.killed and sig == SIGKILL:
         return "Killed"
     if app.stop_requested and (sig is not None or app.exit_code == 0 or
@@ -708,6 +826,25 @@ def _reason(app, sig):
     return "Completed" if app.exit_code == 0 else "Error"
 
 
+def _end_text(app):
+    """How an app's last run ended, for a line on stderr."""
+    if app.reason == "Unhealthy":
+        return "was stopped (unhealthy)"
+    if app.reason == "PreStartFailed":
+        return "did not start: %s" % app.message
+    if app.reason == "StartError":
+        return "could not start"
+    if app.signal_name and app.reason != "Completed":
+        return "was killed by %s" % app.signal_name
+    return "exited with %d" % app.exit_code
+
+
+def _seconds_text(value):
+    """10 -> "10", 0.25 -> "0.25", 1e-4 -> "0.0001"."""
+    text = "%.4f" % value
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 # -- order: `stage1/after` and `stage1/init` ------------------------------------
 # systemd's order, not a strict sequence: an app starts once everything it
 # comes after is ready, and stops once everything that comes after it has
@@ -716,14 +853,19 @@ def _reason(app, sig):
 # one at a time, in manifest order, before any other app.
 
 def _may_start(app, apps):
-    """True when every app it comes after is ready (removed ones no longer count)."""
-    return all(apps[d].ready for d in app.after if d in apps)
+    """True when every app it comes after is ready, has started or has ended
+    with 0, as the kind of `after` says (removed ones no longer count)."""
+    return (all(apps[d].ready for d in app.after if d in apps) and
+            all(apps[d].started_mono is not None for d in app.after_started if d in apps) and
+            all(apps[d].state == EXITED and apps[d].exit_code == 0
+                for d in app.after_completed if d in apps))
 
 
 def _may_stop(app, apps):
     """True when every app that comes after it has ended."""
     return all(other.ended for other in apps.values()
-               if other is not app and app.name in other.after)
+               if other is not app and (app.name in other.after or
+                                        app.name in other.after_started))
 
 
 def _next_init(apps):
@@ -743,7 +885,7 @@ def _stop_time(apps, grace_of):
     slowest chain of the apps that come after it (they stop first)."""
     later = {name: [] for name in apps}
     for app in apps.values():
-        for dep in app.after:
+        for dep in app.after + app.after_started:
             if dep in later:
                 later[dep].append(app.name)
     total, visiting = {}, set()
