@@ -559,7 +559,6 @@ class Supervisor:
             self._report_stop("%s %s (exit policy %s)" % (app.name, _end_text(app), self.policy))
             self.shutdown(app.exit_code)
         elif all(self._over(a) for a in self.apps.values()):
-            self._report_stop("every app has ended")
             self.shutdown(self._first_failure() or 0)
 
     def _over(self, app):
