@@ -397,8 +397,7 @@ def health_check(r, a, at):
         spec.argv = _json_argv(r, value, where)
         spec.text = " ".join(spec.argv)
     elif spec.kind == "tcp":
-        host, port = _host_port(r, value, where)
-        spec.address = (host, port)
+        spec.address = _host_port(r, value, where)
         spec.text = "tcp %s" % value
     else:
         spec.address, spec.path, spec.host_header = _http_url(r, value, where)
