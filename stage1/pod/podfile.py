@@ -526,7 +526,7 @@ def _log(src, value, keys, a):
         keep = _whole(src, table["keep"], keys + ("keep",), 0, 100)
     if mode == "prefix" and copy:
         a["stage1/log-copy"] = "true"
-    if mode in ("prefix", "file"):
+    if mode == "file" or mode == "prefix" and copy:
         if max_bytes is not None:
             a["stage1/log-max-bytes"] = str(max_bytes)
         if keep is not None:
@@ -690,7 +690,7 @@ def _procfile(src, text):
         m = PROCFILE_LINE.match(stripped)
         if not m or not m.group(2).strip():
             src.fail((), "expected NAME: COMMAND, not %r" % stripped[:80], line=number)
-        name = pod_name(m.group(1))
+        name = re.sub(r"[^a-z0-9]+", "-", m.group(1).lower()).strip("-")
         if not manifest.AC_NAME.fullmatch(name):
             src.fail((), "%r has no letter or digit to name an app" % m.group(1), line=number)
         if name in seen:
