@@ -18,7 +18,8 @@ import sys
 import harness
 
 SUITES = {"exec": "exec_bench", "pod": "pod_bench", "live": "live_bench",
-          "robust": "robust_bench", "seccomp": "seccomp_bench", "rkt": "rkt_bench"}
+          "robust": "robust_bench", "seccomp": "seccomp_bench", "rkt": "rkt_bench",
+          "podfile": "podfile_bench"}
 RESULTS = os.path.join(harness.HERE, "results")
 
 
