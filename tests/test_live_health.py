@@ -11,6 +11,8 @@ import pytest
 from healthhelpers import FAST, Server, checked, free_port
 from livehelpers import PY, Pod, app, py, run_to_end, sh, wait_for
 from livehelpers import live, liveroot  # noqa: F401  (fixtures)
+from isohelpers import IsoPod, IsoRun, sh_app
+from isohelpers import podbase  # noqa: F401  (fixture)
 
 SLEEP = ["/bin/sleep", "3600"]
 
@@ -295,3 +297,21 @@ def test_bad_annotations_are_refused_before_anything_starts(liveroot, annotation
     assert code == 254 and message in err, err
     assert err.count("\n") == 1 and "apps[1]" in err, err
     assert not os.path.exists(marker)
+
+
+# -- an isolated pod --------------------------------------------------------------------
+
+def test_an_exec_check_runs_inside_an_isolated_apps_root(podbase):
+    """The check is the app's own: its root (busybox only), its PID
+    namespace, its user; what it prints is the message."""
+    check = ('["/bin/sh", "-c", "test -x /bin/busybox && test ! -e /usr/bin/python3 && '
+             'echo uid=$(id -u) pid1=$(cat /proc/1/comm); exit 1"]')
+    a = sh_app("a", "exec sleep 100", user="1500", group="1600",
+               annotations={"stage1/health-exec": check, "stage1/health-interval": "0.05",
+                            "stage1/health-start-interval": "0.05",
+                            "stage1/health-retries": "1"})
+    pod = IsoPod(podbase, [a])
+    with IsoRun(pod):
+        st = wait_for(lambda: (pod.status("a") or {}).get("health") == "unhealthy" and
+                      pod.status("a"), what="the check's verdict")
+        assert ": exit 1: uid=1500 pid1=stage1 init" in st["healthMessage"], st

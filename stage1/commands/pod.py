@@ -43,7 +43,7 @@ def cmd_run(args):
                               mutable=bool(opts.get("mutable")), flags=flags, isolate=isolate)
     target = positionals[0] if positionals else None
     if target is None and not os.path.exists("pod"):
-        target = directory._default_file(os.getcwd())    # stage1.toml or Procfile here
+        target = directory.default_file(os.getcwd())    # stage1.toml or Procfile here
     if target is not None and os.path.isfile(target):
         return _run_file(target, options, opts)
     if opts.get("pod_dir"):

@@ -124,7 +124,7 @@ class Loop:
                 callback()
             if not self.running:
                 break
-            if not readers:
+            if not readers and not self._writers:
                 # Nothing but signals to wait for (exec mode): block in
                 # sigtimedwait as tini does, one system call a signal and
                 # ~10 us less per wake-up than epoll_wait + read here.

@@ -17,7 +17,7 @@ A pod file's pod directory lives in the runtime directory by its name
 import os
 
 from stage1.engine import status
-from stage1.pod import manifest, podfile
+from stage1.pod import manifest
 from stage1.pod.errors import PodError
 
 
@@ -178,8 +178,11 @@ def _named(name):
     return PodDir(path) if name not in (".", "..") and os.path.isdir(path) else None
 
 
-def _default_file(directory):
-    for name in podfile.DEFAULT_FILES:
+DEFAULT_FILES = ("stage1.toml", "Procfile")    # what `stage1 run` looks for in the cwd
+
+
+def default_file(directory):
+    for name in DEFAULT_FILES:
         path = os.path.join(directory, name)
         if os.path.isfile(path):
             return path
@@ -196,8 +199,11 @@ def find(arg):
     Without one: the current directory, or the pod of the pod file in it
     (stage1.toml, Procfile) when it is no pod directory."""
     cwd = os.getcwd()
+    # podfile (tomllib, shlex) only when a pod file is in play: start-up time.
     if not arg:
-        found = None if _is_pod(cwd) else _default_file(cwd)
+        found = None if _is_pod(cwd) else default_file(cwd)
+        if found:
+            from stage1.pod import podfile
         named = _named(podfile.name_of(found)) if found else None
         return named or PodDir(cwd)
     if os.path.isdir(arg):
@@ -205,7 +211,10 @@ def find(arg):
     here = "/" not in arg and arg == os.path.basename(cwd)
     if here and _is_pod(cwd):
         return PodDir(cwd)
-    if os.path.isfile(arg) and (arg.endswith(".toml") or podfile.is_procfile(arg)):
+    base = os.path.basename(arg)
+    if os.path.isfile(arg) and (base.endswith((".toml", ".procfile")) or base == "Procfile" or
+                                base.startswith("Procfile.")):
+        from stage1.pod import podfile
         name = podfile.name_of(arg)
         named = _named(name)
         if named is None:

@@ -119,9 +119,6 @@ def compile_file(path):
     return Compiled(doc, name, path, kind)
 
 
-DEFAULT_FILES = ("stage1.toml", "Procfile")    # what `stage1 run` looks for in the cwd
-
-
 def name_of(path):
     """The name of the pod a pod file runs as: its `name` key, else its
     directory's name (as Docker Compose names a project).  A file that does
