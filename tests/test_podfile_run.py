@@ -274,6 +274,17 @@ def test_the_lines_of_an_appc_pod_and_none_with_exec(tmp_path):
     assert (r.returncode, r.stderr) == (5, "")
 
 
+def test_the_lines_of_an_app_that_does_not_start(tmp_path):
+    pod = Pod(tmp_path / "pod", [
+        app("a", ["sleep", "100"], eventHandlers=[{"name": "pre-start", "exec": sh("exit 3")}]),
+        app("b", ["sleep", "100"])])
+    code, out, err = run_pod(pod)
+    assert code == 3 and _lines(err) == [
+        "a did not start: pre-start handler exited with 3 (restart=never)",
+        "stopping the pod: a did not start: pre-start handler exited with 3 (exit policy "
+        "onAnyFailure)"]
+
+
 def test_verbose_still_says_everything(tmp_path):
     p = Project(tmp_path, '[a]\ncommand = "sh -c \'exit 1\'"\n')
     with p.run("-v", p.file_path) as r:

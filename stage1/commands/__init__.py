@@ -16,7 +16,7 @@ EXIT_FAILURE = 254          # rkt's code for a failure of stage1 itself
 
 USAGE = """\
 usage: stage1 exec [OPTIONS] [--] CMD [ARGS...]
-       stage1 run [OPTIONS] [POD | UUID]
+       stage1 run [OPTIONS] [FILE | POD | UUID]
        stage1 status POD [--json] [--wait-ready [--timeout S]]
        stage1 stop [--force] [POD | UUID]
        stage1 ps POD

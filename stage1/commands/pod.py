@@ -30,7 +30,8 @@ def cmd_run(args):
     opts, positionals = parse(args, RUN_OPTIONS)
     if opts.get("help"):
         sys.stdout.write("usage: stage1 run [--grace S] [-v] [--isolate | --no-isolate] "
-                         "[rkt run flags] [POD | UUID]\n")
+                         "[--pod-dir DIR] [--print-manifest] [rkt run flags] "
+                         "[FILE | POD | UUID]\n")
         return 0
     if len(positionals) > 1:
         raise UsageError("run takes one pod directory or UUID, not %d" % len(positionals), "run")
