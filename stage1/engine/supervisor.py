@@ -833,6 +833,8 @@ def _end_text(app):
         return "did not start: %s" % app.message
     if app.reason == "StartError":
         return "could not start"
+    if app.reason == "ExecFailed":
+        return "could not be run (%d)" % app.exit_code
     if app.signal_name and app.reason != "Completed":
         return "was killed by %s" % app.signal_name
     return "exited with %d" % app.exit_code
