@@ -86,9 +86,9 @@ case $cmd in
     setup) setup ;;
     example)
         setup
-        echo "build.sh: running the example pod (examples/pod, about 10 s)" >&2
-        rc=0; "$VENV/bin/stage1" run "$@" examples/pod || rc=$?
-        "$VENV/bin/stage1" status examples/pod
+        echo "build.sh: running the example pod (examples/stage1.toml, about 10 s)" >&2
+        rc=0; "$VENV/bin/stage1" run "$@" examples/stage1.toml || rc=$?
+        "$VENV/bin/stage1" status example
         echo "build.sh: the example pod exited with $rc" >&2
         exit $rc ;;
     test) setup; aci_deps; test_deps; exec "$PY" -m pytest tests "$@" ;;

@@ -21,7 +21,7 @@ import harness
 
 SUITES = {"exec": "exec_bench", "pod": "pod_bench", "live": "live_bench",
           "robust": "robust_bench", "seccomp": "seccomp_bench", "scale": "scale_bench",
-          "rkt": "rkt_bench", "rkt-net": "rkt_net_bench"}
+          "rkt": "rkt_bench", "rkt-net": "rkt_net_bench", "podfile": "podfile_bench"}
 RESULTS = os.path.join(harness.HERE, "results")
 
 

@@ -87,6 +87,13 @@ class Pod:
         self.manifest.update(extra)
         self.write()
 
+    @classmethod
+    def existing(cls, path):
+        """A pod directory made by someone else (`stage1 run FILE`), to read."""
+        pod = cls.__new__(cls)
+        pod.path = pod.root = str(path)
+        return pod
+
     def write(self, raw=None):
         """Compact, with no trailing newline, as rkt writes it."""
         with open(self.file("pod"), "w") as f:

@@ -226,7 +226,11 @@ def test_exec_failure(tmp_path, prog, code, error):
         ("exited", "ExecFailed", code, message, None)
     assert st["startedAt"] and st["finishedAt"]
     assert pod.raw_code("a") == "%d\n" % code
-    assert err.splitlines() == [l for l in err.splitlines() if message in l] and err
+    lines = err.splitlines()
+    # the failure's own line, then why the pod stops
+    assert len(lines) == 2 and message in lines[0], err
+    assert lines[1].endswith("stopping the pod: a could not be run (%d) (exit policy "
+                             "onAnyFailure)" % code), err
 
 
 def test_an_exec_failure_is_never_restarted(tmp_path):

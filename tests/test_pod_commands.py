@@ -1,6 +1,7 @@
 """`stage1 status POD [--json]` and `stage1 ps POD`, from another process,
 while the pod runs and after it ended."""
 import json
+import re
 import signal
 
 import pytest
@@ -9,8 +10,19 @@ from podhelpers import Pod, Run, app, sh, stage1, wait_for, descendants
 
 
 def _rows(text):
+    """(title, [header, {column: cell} per app]): cells are read at their
+    header's position, since an empty one (no health check, no exit yet)
+    leaves a gap."""
     lines = text.splitlines()
-    return lines[0], [l.split() for l in lines[1:]]
+    header = lines[1]
+    starts = [i for i in range(len(header)) if header[i] != " " and (i == 0 or
+                                                                   header[i - 1] == " ")]
+    names = header.split()
+    rows = [names]
+    for line in lines[2:]:
+        cells = [line[a:b].strip() for a, b in zip(starts, starts[1:] + [None])]
+        rows.append(dict(zip(names, cells)))
+    return lines[0], rows
 
 
 def _two_app_pod(tmp_path):
@@ -28,20 +40,23 @@ def test_status_while_running_and_after(tmp_path):
         p = stage1("status", pod.path)
         assert p.returncode == 0, p.stderr
         title, rows = _rows(p.stdout)
-        assert title == "pod %s: running" % pod.path
-        assert rows[0] == ["APP", "STATE", "PID", "EXIT", "RESTARTS", "STARTED", "FINISHED",
-                           "REASON"]
+        assert re.fullmatch(r"pod %s: running for \d+s" % re.escape(pod.path), title)
+        assert rows[0] == ["APP", "STATE", "HEALTH", "PID", "UPTIME", "EXIT", "RESTARTS",
+                           "STARTED", "FINISHED", "REASON"]
         web, job = rows[1], rows[2]
-        assert web[:3] == ["web", "running", str(pod.status("web")["pid"])]
-        assert web[3] == "0"            # no exit yet, no restarts
-        assert job[:4] == ["job", "exited", str(pod.status("job")["pid"]), "3"]
-        assert job[-1] == "Error"
+        assert (web["APP"], web["STATE"], web["PID"]) == ("web", "running",
+                                                          str(pod.status("web")["pid"]))
+        assert re.fullmatch(r"\d+s", web["UPTIME"]) and web["HEALTH"] == ""
+        assert (web["EXIT"], web["RESTARTS"]) == ("", "0")     # no exit yet, no restarts
+        assert (job["APP"], job["STATE"], job["PID"], job["EXIT"]) == (
+            "job", "exited", str(pod.status("job")["pid"]), "3")
+        assert job["UPTIME"] == "" and job["REASON"] == "Error"
         r.signal(signal.SIGTERM)
         assert r.wait() == 3
     p = stage1("status", pod.path)
     title, rows = _rows(p.stdout)
     assert title == "pod %s: exited (exit code 3)" % pod.path
-    assert [(row[0], row[1], row[3], row[-1]) for row in rows[1:]] == [
+    assert [(row["APP"], row["STATE"], row["EXIT"], row["REASON"]) for row in rows[1:]] == [
         ("web", "exited", "SIGTERM", "Stopped"), ("job", "exited", "3", "Error")]
 
 
@@ -78,7 +93,8 @@ def test_a_positional_that_is_not_the_pod_is_refused(tmp_path, command):
         pod.wait_state("a", "running")
         p = stage1(command, "4a1e3b2c-typo", cwd=pod.path)
         assert (p.returncode, p.stderr) == (254, "stage1: 4a1e3b2c-typo: no such pod directory, "
-                                            "and the current directory is not pod 4a1e3b2c-typo\n")
+                                            "and the current directory is not pod 4a1e3b2c-typo, nor is "
+                                                "there a pod 4a1e3b2c-typo in /run/stage1\n")
         assert r.proc.poll() is None
         p = stage1(command, "/nonexistent/pod", cwd=pod.path)
         assert (p.returncode, p.stderr) == (254, "stage1: /nonexistent/pod: no such pod directory\n")

@@ -1,5 +1,6 @@
 """The example pods under examples/: valid for the appc spec's own
-validator (Debian's appc-spec `actool`) and for stage1's planning."""
+validator (Debian's appc-spec `actool`) and for stage1's planning; the
+pod file compiles to a manifest actool accepts too."""
 import glob
 import json
 import os
@@ -49,3 +50,15 @@ def test_stage1_plans_every_example_pod(path):
     from stage1.runner.pod import make_plan
     plan = make_plan(PodDir(os.path.join(ROOT, os.path.dirname(path))), Options(), stdin_fd=0)
     assert plan.apps and not plan.unapplied
+
+
+def test_the_example_pod_file_compiles_to_a_valid_manifest(tmp_path):
+    from stage1.pod import podfile
+    c = podfile.compile_file(os.path.join(EXAMPLES, "stage1.toml"))
+    assert c.name == "example" and [a["name"] for a in c.manifest["apps"]] == [
+        "web", "worker", "job"]
+    out = tmp_path / "pod"
+    out.write_text(json.dumps(c.manifest))
+    p = subprocess.run(["actool", "validate", str(out)], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 0, p.stdout + p.stderr

@@ -128,7 +128,8 @@ def test_a_uuid_that_is_not_the_current_directorys_is_refused(tmp_path):
     p = subprocess.run([STAGE1, "run", UUID], cwd=pod.path, capture_output=True,
                        text=True, timeout=10)
     assert (p.returncode, p.stderr) == (254, "stage1: %s: no such pod directory, and the "
-                                        "current directory is not pod %s\n" % (UUID, UUID))
+                                        "current directory is not pod %s, nor is there a pod "
+                                        "%s in /run/stage1\n" % (UUID, UUID, UUID))
     assert not os.path.exists(pod.file("ran")) and not os.path.exists(pod.file("pid"))
 
 

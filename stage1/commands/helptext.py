@@ -47,9 +47,13 @@ COMMANDS = [
                   EXIT_USAGE, ("254", "a failure of stage1 itself")],
     }),
     ("run", {
-        "usage": ["stage1 run [OPTIONS] [rkt run flags] [POD | UUID]"],
-        "summary": "run a pod: the apps of an appc pod manifest, supervised",
-        "text": "The init of an appc pod in rkt's pod directory layout (POD/pod, the "
+        "usage": ["stage1 run [OPTIONS] [rkt run flags] [FILE | POD | UUID]"],
+        "summary": "run a pod: a pod file, a Procfile or an appc pod manifest, supervised",
+        "text": "FILE is a pod file (TOML, one table per app) or a Procfile, compiled "
+                "to an appc pod manifest and run in a pod directory of its own "
+                "(/run/stage1/NAME as root, $XDG_RUNTIME_DIR/stage1/NAME otherwise, or "
+                "--pod-dir), found by name by the other commands. "
+                "Otherwise the init of an appc pod in rkt's pod directory layout (POD/pod, the "
                 "apps' status in <stage1 root>/rkt/status/). Every app starts with what "
                 "its manifest gives it; restart and exit policies, start order, readiness, "
                 "logs and events come from the stage1/ annotations. SIGTERM and SIGINT "
@@ -64,6 +68,9 @@ COMMANDS = [
             ("--interactive", "give the apps stage1's stdin (else /dev/null)"),
             ("--mutable", "a pod that apps are added to and removed from while it runs; "
                           "it does not end with its last app"),
+            ("--pod-dir DIR", "a pod file's pod directory (default: the runtime directory)"),
+            ("--print-manifest", "print the appc pod manifest a pod file compiles to, "
+                                 "and run nothing"),
             ("--isolate", "isolate the pod even if no app has a root"),
             ("--no-isolate", "do not isolate it (isolators and mounts are reported, not "
                              "applied)"),
@@ -83,7 +90,8 @@ COMMANDS = [
             ("--private-users=..., --mds-token=..., --dns=..., --dns-search=..., "
              "--dns-opt=..., --dns-domain=..., --hosts-entry=..., --set-env=..., "
              "--set-env-file=..., --insecure-options=...",
-             "rkt's other stage1 flags (of every interface version): taken, not acted on "
+             "rkt's other stage1 flags (of every interface version): taken where stage1 "
+             "acts on them (--private-users, --dns*), else not acted on "
              "(logged with --debug)"),
             ("-h, --help", "show this help"),
         ],

@@ -159,23 +159,35 @@ def _ended(events):
 
 
 def cmd_logs(args):
+    """The logs the pod keeps (stage1/log: file, and prefix with
+    stage1/log-copy, a pod file's default), tagged by app when there are
+    several; for an app whose output is not kept, where it went."""
     opts, positionals = parse(args, LOGS_OPTIONS)
     poddir = _poddir(positionals, "logs")
     logdir = os.path.join(poddir.path, "logs")
     try:
-        names = sorted(n[:-4] for n in os.listdir(logdir) if n.endswith(".log"))
+        on_disk = sorted(n[:-4] for n in os.listdir(logdir) if n.endswith(".log"))
     except FileNotFoundError:
-        names = []
-    if opts.get("app"):
-        names = [opts["app"]]
-    tag = len(names) > 1
-    files = [_LogFile(os.path.join(logdir, n + ".log"), n if tag else None) for n in names]
-    missing = [f.name for f in files if not f.show()]
+        on_disk = []
+    modes = _log_modes(poddir)
+    names = [opts["app"]] if opts.get("app") else list(modes) + [
+        n for n in on_disk if n not in modes]
+    kept = [n for n in names if n in on_disk or modes.get(n) in ("file", "prefix+copy")]
+    for name in names:
+        if name not in kept and name in modes:
+            sys.stderr.write("stage1: %s: %s\n" % (name, NOT_KEPT[modes[name]]))
+    tag = len(kept) > 1
+    files = [_LogFile(os.path.join(logdir, n + ".log"), n if tag else None) for n in kept]
+    shown = [f for f in files if f.show()]
+    missing = [f.name for f in files if f not in shown] + [
+        n for n in names if n not in modes and n not in kept]
     if missing and not opts.get("follow"):
-        sys.stderr.write("stage1: no log for %s in %s (apps log there with stage1/log: file)\n"
-                         % (", ".join(missing), logdir))
-        return EXIT_FAILURE
-    while opts.get("follow"):
+        sys.stderr.write("stage1: no log for %s in %s%s\n" % (
+            ", ".join(missing), logdir, "" if modes else
+            " (apps log there with stage1/log: file)"))
+    if not opts.get("follow"):
+        return 0 if shown else EXIT_FAILURE
+    while True:
         # A log reader is a client, not the init: it may look again.  The
         # pod's state is read before the files, so the last look after the
         # pod ended shows everything.
@@ -186,6 +198,34 @@ def cmd_logs(args):
             break
         time.sleep(0.1)
     return 0
+
+
+NOT_KEPT = {
+    "inherit": "its output went straight to the stdout and stderr of `stage1 run` (the "
+               "terminal it ran in), as stage1/log: inherit says; stage1 keeps none of it",
+    "prefix": "its output went to the stdout and stderr of `stage1 run`, tagged "
+              "(stage1/log: prefix), and no copy was kept (stage1/log-copy: true keeps one)",
+    "null": "its output is discarded (stage1/log: null)",
+}
+
+
+def _log_modes(poddir):
+    """{app: log mode} in manifest order ("prefix+copy" for a prefix app
+    whose copy is kept); {} when the manifest cannot be read.  The pod's
+    own annotations only, read from the JSON as it is: quick, so that a
+    follower's first look comes before the first rotation."""
+    try:
+        doc = json.loads(poddir.read_manifest())
+        modes = {}
+        for item in doc["apps"]:
+            a = {x["name"]: x.get("value") for x in item.get("annotations") or ()}
+            mode = a.get("stage1/log") or {"null": "null", "log": "file", "stream": "prefix"}.get(
+                a.get("coreos.com/rkt/stage2/stdout"), "inherit")
+            copy = mode == "prefix" and a.get("stage1/log-copy") == "true"
+            modes[item["name"]] = mode + ("+copy" if copy else "")
+        return modes
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return {}
 
 
 def _pod_ended(poddir):

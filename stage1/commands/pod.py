@@ -4,6 +4,7 @@ the work is in runner/ (the init), pod/ (the directory) and isolation/
 time."""
 import os
 import sys
+import time
 
 from stage1.commands import UsageError, parse, seconds
 from stage1.commands.live import wait_ready
@@ -18,6 +19,7 @@ RUN_OPTIONS = {
     "--debug": ("verbose", False), "--interactive": ("interactive", False),
     "--mutable": ("mutable", False),
     "--isolate": ("isolate", False), "--no-isolate": ("no_isolate", False),
+    "--print-manifest": ("print_manifest", False), "--pod-dir": ("pod_dir", True),
 }
 
 
@@ -35,7 +37,31 @@ def cmd_run(args):
     options = Options(grace=grace, verbose=bool(opts.get("verbose")),
                               interactive=bool(opts.get("interactive")),
                               mutable=bool(opts.get("mutable")), flags=flags, isolate=isolate)
-    return runner.run(directory.find(positionals[0] if positionals else None), options)
+    target = positionals[0] if positionals else None
+    if target is None and not os.path.exists("pod"):
+        target = directory.default_file(os.getcwd())    # stage1.toml or Procfile here
+    if target is not None and os.path.isfile(target):
+        return _run_file(target, options, opts)
+    if opts.get("pod_dir"):
+        raise UsageError("--pod-dir goes with a pod file (TOML or Procfile)", "run")
+    poddir = directory.find(target)
+    if opts.get("print_manifest"):
+        sys.stdout.buffer.write(poddir.read_manifest())
+        return 0
+    return runner.run(poddir, options)
+
+
+def _run_file(path, options, opts):
+    """A pod file: compiled, printed (--print-manifest) or run in a pod
+    directory of its own (--pod-dir, else the runtime directory's)."""
+    import json
+    from stage1.pod import podfile
+    from stage1.runner import podfile as file_runner
+    compiled = podfile.compile_file(path)
+    if opts.get("print_manifest"):
+        sys.stdout.write(json.dumps(compiled.manifest, indent=2) + "\n")
+        return 0
+    return file_runner.run(compiled, options, opts.get("pod_dir"))
 
 
 def _pod_arg(positionals, command):
@@ -120,26 +146,58 @@ def cmd_status(args):
     gone = pod_doc.get("state") in ("running", "stopping") and not _init_alive(poddir)
     if pod_doc.get("state") in ("running", "stopping"):
         pod_doc["initRunning"] = not gone
+    now = time.time()
+    for app in apps:
+        since = _parse_time(app.get("startedAt"))
+        if app.get("state") in ("running", "stopping") and not gone and since is not None:
+            app["uptimeSeconds"] = round(max(0.0, now - since), 3)
     if opts.get("json"):
         import json
         sys.stdout.write(json.dumps({"pod": pod_doc, "apps": apps}, indent=2) + "\n")
         return 0
     code = pod_doc.get("exitCode")
-    out = ["pod %s: %s%s%s" % (poddir.path, pod_doc.get("state", "unknown"),
-                               "" if code is None else " (exit code %d)" % code,
+    since = _parse_time(pod_doc.get("startedAt"))
+    up = " for %s" % _duration(now - since) if since and not gone and \
+        pod_doc.get("state") == "running" else ""
+    out = ["pod %s: %s%s%s%s" % (poddir.path, pod_doc.get("state", "unknown"), up,
+                                 "" if code is None else " (exit code %d)" % code,
                                ", but its init is gone (killed?): what follows is its last word"
                                if gone else "")]
     # An isolated pod's apps have pids of the pod's own PID namespace.
     pid_label = "POD-PID" if pod_doc.get("isolated") else "PID"
-    rows = [("APP", "STATE", pid_label, "EXIT", "RESTARTS", "STARTED", "FINISHED", "REASON")]
+    rows = [("APP", "STATE", "HEALTH", pid_label, "UPTIME", "EXIT", "RESTARTS", "STARTED",
+             "FINISHED", "REASON")]
     for app in apps:
         rows.append((app.get("name", "?"), app.get("state", "?"),
-                     str(app.get("pid") or ""), _exit_text(app),
+                     (app.get("health") or "") if "uptimeSeconds" in app else "",
+                     str(app.get("pid") or ""),
+                     _duration(app["uptimeSeconds"]) if "uptimeSeconds" in app else "",
+                     _exit_text(app),
                      str(app.get("restartCount") or 0), _time_text(app.get("startedAt")),
                      _time_text(app.get("finishedAt")), app.get("reason") or ""))
     out.extend(_table(rows))
     sys.stdout.write("\n".join(out) + "\n")
     return 0
+
+
+def _parse_time(text):
+    """Seconds since the epoch of an RFC 3339 UTC time (status.rfc3339), or None."""
+    import calendar
+    try:
+        return calendar.timegm(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")) + \
+            float("0" + text[19:].rstrip("Z"))
+    except (TypeError, ValueError):
+        return None
+
+
+def _duration(seconds):
+    """3s, 4m5s, 2h3m, 3d4h: one word, so that the table splits on blanks."""
+    seconds = int(max(0, seconds))
+    parts = [(seconds // 86400, "d"), (seconds // 3600 % 24, "h"),
+             (seconds // 60 % 60, "m"), (seconds % 60, "s")]
+    while len(parts) > 1 and parts[0][0] == 0:
+        parts.pop(0)
+    return "".join("%d%s" % p for p in parts[:2])
 
 
 def _init_alive(poddir):

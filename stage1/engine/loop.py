@@ -145,7 +145,7 @@ class Loop:
             if not self.running:
                 break
             timeout = 0 if busy else self._timeout()
-            if not readers:
+            if not readers and not self._writers:
                 # Nothing but signals to wait for (exec mode): block in
                 # sigtimedwait as tini does, one system call a signal and
                 # ~10 us less per wake-up than epoll_wait + read here.

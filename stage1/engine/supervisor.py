@@ -80,7 +80,9 @@ class App:
                  "state", "ready", "pid", "hook_pid", "exit_code", "signal_name", "reason",
                  "message", "started_at", "finished_at", "started_mono", "restart_count",
                  "backoff_streak", "rusage", "stop_requested", "killed", "timer", "failed",
-                 "log_mode", "log_limits", "spec", "make_launch", "file_sink")
+                 "after_started", "after_completed", "health_check", "health",
+                 "health_message", "health_failures", "unhealthy_stop", "signal_group",
+                 "log_mode", "log_limits", "log_copy", "spec", "make_launch", "file_sink")
 
     def __init__(self, name, launch, restart="never", stop_signal=SIGTERM,
                  pre_start=None, post_stop=None, grace=None, annotations=None,
@@ -90,6 +92,14 @@ class App:
         self.name = name
         self.after = list(after)          # start once these are ready
         self.is_init = is_init            # run to completion before the others
+        self.after_started = []           # start once these have started
+        self.after_completed = []         # start once these have ended with 0
+        self.health_check = None          # its check (a manifest.HealthSpec) makes it ready
+        self.health = None                # None (no check), "starting", "healthy", "unhealthy"
+        self.health_message = None        # what the last failed check said
+        self.health_failures = 0          # failed checks in a row
+        self.unhealthy_stop = False       # stopped for failing its checks: restart it
+        self.signal_group = False         # signals go to its process group (honcho's way)
         self.notify = notify              # None (ready once started), "systemd" or an fd number
         self.status_text = None           # sd_notify STATUS=
         self.notify_stopping = False      # sd_notify STOPPING=1
@@ -147,12 +157,15 @@ class Supervisor:
         self.prepare = lambda app: {}     # extra spawn options per start (notify fds, logs)
         self.spawned = lambda app, ok: None   # after each spawn, whether it worked
         self.hook_launch = hook_launch or (lambda app, argv: None)
+        self.report = False     # pod mode: one line on stderr for each end, restart, verdict
+        self.children = {}      # pid -> on_exit(status): other children (exec health checks)
         self.waiters = {}       # app (None: any app) -> [(predicate, callback)]
         self.apps = {}
         self.by_pid = {}
         self.hooks = {}
         # The indexes (see _index); dicts, as ordered sets of apps.
-        self._later = {}        # name -> the apps that come after it (stage1/after)
+        self._later = {}        # name -> the apps that come after it (any kind of after)
+        self._completed = {}    # name -> the apps that start once it has ended with 0
         self._inits = []        # init apps, in manifest order
         self._unended = {}      # apps that have not ended (the pod's stop waits for them)
         self._unready = {}      # apps that keep the pod from being ready
@@ -243,14 +256,21 @@ class Supervisor:
         app.rusage = _NO_RUSAGE
         app.status_text = None
         app.notify_stopping = False
+        app.unhealthy_stop = False
+        app.health = None if app.health_check is None else "starting"
+        app.health_message, app.health_failures = None, 0
         self.by_pid[app.pid] = app
         if self.log.verbose:
             self.log.debug("%s: started pid %d" % (app.name, app.pid))
         self.spawned(app, True)
         self._set(app, RUNNING)
         self._emit("started", app, pid=app.pid)
-        if app.notify is None:
+        if app.notify is None and app.health_check is None:
             self.mark_ready(app)     # ready once started
+        elif self._later.get(app.name):
+            # not ready yet, but started is what `after-started` waits for
+            self._queue_later(app)
+            self._start_eligible()
 
     def _finish_failed(self, app, code, reason, message):
         app.pid = None
@@ -270,6 +290,9 @@ class Supervisor:
         app.signal_name = native.signal_name(sig) if sig else None
         app.reason = _reason(app, sig)
         app.message = None
+        if app.unhealthy_stop:
+            app.message = "stopped after %d failed health checks: %s" % (
+                app.health_failures, app.health_message)
         app.finished_at = _now()
         app.rusage = rusage
         if self.log.verbose:
@@ -297,8 +320,10 @@ class Supervisor:
             self.log.debug("%s: restarting in %.3gs" % (app.name, delay))
             self._set(app, BACKOFF)
             self._emit("restarting", app, delay=delay, restartCount=app.restart_count)
+            self._report_end(app, delay)
         else:
             self._set(app, EXITED)
+            self._report_end(app, None)
         if app.post_stop:
             self._run_hook(app, app.post_stop, "post-stop")
         if app.state == EXITED:
@@ -360,7 +385,10 @@ class Supervisor:
                 index.pop(app, None)
             return
         _put(self._unended, app, not app.ended)
-        done = app.is_init and app.exit_code == 0 and app.state == EXITED
+        # An init app, or one others start after once it has completed, is
+        # done (ready, for the pod) once it has ended with 0.
+        done = (app.is_init or bool(self._completed.get(app.name))) and \
+            app.exit_code == 0 and app.state == EXITED
         _put(self._unready, app, not (app.ready or done))
         _put(self._not_exited, app, app.state != EXITED)
         _put(self._init_pending, app, app.is_init and not done)
@@ -416,6 +444,81 @@ class Supervisor:
         held, self._held = self._held, None
         for kind, app, fields, when in held or ():
             self.on_event(kind, app, fields, when)
+
+    # -- saying what happened (pod mode) ------------------------------------
+
+    def _report_end(self, app, delay):
+        """One line when an app ends on its own and that is news: a failure,
+        or any end that restarts it.  An end with 0 that is not restarted is
+        what the app was for; a stop was asked for; an exec failure has had
+        its line."""
+        if not self.report or self.stopping or (app.stop_requested and not app.unhealthy_stop):
+            return
+        if delay is None and (app.exit_code == 0 or app.reason == "ExecFailed"):
+            return
+        then = "" if delay is None else "; restarting in %s s" % _seconds_text(delay)
+        self.log.warn("%s %s%s (restart=%s)" % (app.name, _end_text(app), then, app.restart))
+
+    def _report_stop(self, why):
+        if self.report and not self.stopping:
+            self.log.warn("stopping the pod: %s" % why)
+
+    # -- health (live/health.py runs the checks) -------------------------------
+
+    def health_result(self, app, ok, message=None):
+        """One check's result.  A success makes the app healthy (and ready);
+        `retries` failures in a row make it unhealthy, except those before
+        its first success within its start period (Compose's rule)."""
+        check = app.health_check
+        if app.state != RUNNING or check is None:
+            return
+        if ok:
+            app.health_failures = 0
+            self._set_health(app, "healthy")
+            return
+        app.health_message = message
+        if app.health == "starting" and monotonic() - app.started_mono < check.start_period:
+            return
+        app.health_failures += 1
+        if app.health_failures >= check.retries:
+            self._set_health(app, "unhealthy")
+        if self.status is not None:
+            self.status.app(app)
+
+    def _set_health(self, app, health):
+        """Healthy makes the app ready; unhealthy is said, and stops the app
+        to restart it when its policy restarts failures."""
+        if app.health == health:
+            return
+        was, app.health = app.health, health
+        if self.status is not None:
+            self.status.app(app)
+        if health == "healthy":
+            app.health_message = None
+            self._emit("healthy", app)
+            if was == "unhealthy" and self.report:
+                self.log.warn("%s is healthy again" % app.name)
+            self.mark_ready(app)
+            return
+        restart = app.restart != "never" and not self.stopping
+        self._emit("unhealthy", app, failures=app.health_failures, message=app.health_message)
+        if self.report:
+            self.log.warn("%s is unhealthy: %d checks failed in a row (%s)%s" % (
+                app.name, app.health_failures, app.health_message,
+                "; restarting it (restart=%s)" % app.restart if restart else
+                "; it goes on running (restart=never)"))
+        if restart:
+            app.unhealthy_stop = True
+            self.event(app, "stop")
+
+    def spawn_child(self, launch, on_exit, **options):
+        """Spawn a child that is no app and no hook (an exec health check);
+        on_exit(status) once it is reaped.  It leads a session of its own,
+        so that killing its group reaches what it started.  Raises
+        native.SpawnError."""
+        pid = spawn.start(launch, self.signals, pgid_mode=native.PGID_NEW_SESSION, **options)
+        self.children[pid] = on_exit
+        return pid
 
     # -- readiness and order -----------------------------------------------
 
@@ -553,9 +656,11 @@ class Supervisor:
     # -- policies ----------------------------------------------------------
 
     def _should_restart(self, app):
-        if app.stop_requested or self.stopping or app.reason in ("ExecFailed",):
+        if (app.stop_requested and not app.unhealthy_stop) or self.stopping or \
+                app.reason in ("ExecFailed",):
             return False
-        return app.restart == "always" or (app.restart == "on-failure" and app.exit_code != 0)
+        return app.restart == "always" or (app.restart == "on-failure" and (
+            app.exit_code != 0 or app.unhealthy_stop))
 
     def _backoff_delay(self, app):
         base, cap = self.backoff
@@ -591,12 +696,20 @@ class Supervisor:
                 self._start_eligible()
                 self._check_pod_ready()
             return
+        # An app others start after once it has completed was meant to end:
+        # its end with 0 starts them and is no reason to stop the pod.
+        completed = not failed and bool(self._completed.get(app.name))
+        if completed:
+            self._queue_later(app)
+            self._start_eligible()
+            self._check_pod_ready()
         if self.mutable:
             return     # a mutable pod lives on until it is stopped
         # An app stopped on request does not trigger the policy, but it
         # counts among the ended ones.
         triggers = self.policy == ON_ANY or (self.policy == ON_ANY_FAILURE and failed)
-        if triggers and not app.stop_requested:
+        if triggers and not app.stop_requested and not completed:
+            self._report_stop("%s %s (exit policy %s)" % (app.name, _end_text(app), self.policy))
             self.shutdown(app.exit_code)
         elif self._all_over():
             self.shutdown(self._first_failure() or 0)
@@ -622,8 +735,13 @@ class Supervisor:
         (stopped on request, or something it comes after has exited)."""
         if app.state == EXITED:
             return True
+        apps = self.apps
         return app.state == WAITING and (app.stop_requested or any(
-            self.apps[d].state == EXITED for d in app.after if d in self.apps))
+            apps[d].state == EXITED for d in app.after if d in apps) or any(
+            apps[d].state == EXITED and apps[d].started_mono is None
+            for d in app.after_started if d in apps) or any(
+            apps[d].state == EXITED and apps[d].exit_code != 0
+            for d in app.after_completed if d in apps))
 
     def _first_failure(self):
         """The code of the first run that failed on its own: an app's last
@@ -638,8 +756,12 @@ class Supervisor:
 
     def add(self, app):
         self.apps[app.name] = app
-        for dep in app.after:
+        for dep in _deps(app):
             self._later.setdefault(dep, []).append(app)
+        for dep in app.after_completed:
+            self._completed.setdefault(dep, []).append(app)
+            if dep in self.apps:
+                self._index(self.apps[dep])
         if app.is_init:
             self._inits.append(app)
         self._index(app)
@@ -678,8 +800,12 @@ class Supervisor:
     def _remove(self, app):
         if self.apps.get(app.name) is app and app.ended:
             del self.apps[app.name]
-            for dep in app.after:
+            for dep in _deps(app):
                 self._later[dep].remove(app)
+            for dep in app.after_completed:
+                self._completed[dep].remove(app)
+                if dep in self.apps:
+                    self._index(self.apps[dep])
             if app in self._inits:
                 self._inits.remove(app)
             self._index(app)
@@ -769,8 +895,8 @@ class Supervisor:
         return all(other.ended for other in self._later.get(app.name, ()) if other is not app)
 
     def _comes_after(self, app):
-        """The apps app comes after (that are still in the pod)."""
-        return [self.apps[d] for d in app.after if d in self.apps]
+        """The apps app comes after, any kind of after (that are still in the pod)."""
+        return [self.apps[d] for d in _deps(app) if d in self.apps]
 
     def _longest_grace(self):
         """The pod's deadline covers the slowest chain of ordered stops."""
@@ -827,7 +953,7 @@ class Supervisor:
         each) and nothing is passed on behind our back."""
         if self.stopping or self.log.verbose:
             return None, 0
-        watch = list(self.by_pid) + list(self.hooks)
+        watch = list(self.by_pid) + list(self.hooks) + list(self.children)
         forward = 0
         if self.forward_all and len(self.by_pid) == 1:
             app = next(iter(self.by_pid.values()))
@@ -855,6 +981,8 @@ class Supervisor:
                         app.timer = self.loop.call_later(self.grace, lambda a=app: self.event(a, "kill"))
             return
         if signo in (SIGTERM, SIGINT):
+            if not self.stopping:
+                self._report_stop("received %s" % native.signal_name(signo))
             self.shutdown()
             return
         for app in self.apps.values():
@@ -885,6 +1013,8 @@ class Supervisor:
                 self.event(app, "exit", status, (utime, stime, maxrss))
             elif pid in self.hooks:
                 self._hook_exited(pid, status)
+            elif pid in self.children:
+                self.children.pop(pid)(status)
             elif self.log.verbose:
                 self.log.debug("reaped orphan pid %d" % pid)
         self._maybe_finish()
@@ -924,7 +1054,7 @@ class Supervisor:
             return
         if sig == SIGKILL:
             native.kill_many([app.pid, -app.pid], sig)
-        elif self.group:
+        elif self.group or app.signal_group:
             native.kill_many([-app.pid], sig)
         else:
             native.kill_many([app.pid], sig)
@@ -951,6 +1081,8 @@ def _failed_on_its_own(app):
 
 
 def _reason(app, sig):
+    if app.unhealthy_stop:
+        return "Unhealthy"
     if app.killed and sig == SIGKILL:
         return "Killed"
     if app.stop_requested and (sig is not None or app.exit_code == 0 or
@@ -961,6 +1093,27 @@ def _reason(app, sig):
     return "Completed" if app.exit_code == 0 else "Error"
 
 
+def _end_text(app):
+    """How an app's last run ended, for a line on stderr."""
+    if app.reason == "Unhealthy":
+        return "was stopped (unhealthy)"
+    if app.reason == "PreStartFailed":
+        return "did not start: %s" % app.message
+    if app.reason == "StartError":
+        return "could not start"
+    if app.reason == "ExecFailed":
+        return "could not be run (%d)" % app.exit_code
+    if app.signal_name and app.reason != "Completed":
+        return "was killed by %s" % app.signal_name
+    return "exited with %d" % app.exit_code
+
+
+def _seconds_text(value):
+    """10 -> "10", 0.25 -> "0.25", 1e-4 -> "0.0001"."""
+    text = "%.4f" % value
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 # -- order: `stage1/after` and `stage1/init` ------------------------------------
 # systemd's order, not a strict sequence: an app starts once everything it
 # comes after is ready, and stops once everything that comes after it has
@@ -969,8 +1122,17 @@ def _reason(app, sig):
 # one at a time, in manifest order, before any other app.
 
 def _may_start(app, apps):
-    """True when every app it comes after is ready (removed ones no longer count)."""
-    return all(apps[d].ready for d in app.after if d in apps)
+    """True when every app it comes after is ready, has started or has ended
+    with 0, as the kind of `after` says (removed ones no longer count)."""
+    return (all(apps[d].ready for d in app.after if d in apps) and
+            all(apps[d].started_mono is not None for d in app.after_started if d in apps) and
+            all(apps[d].state == EXITED and apps[d].exit_code == 0
+                for d in app.after_completed if d in apps))
+
+
+def _deps(app):
+    """Every app app comes after, whatever the kind: ready, started, completed."""
+    return app.after + app.after_started + app.after_completed
 
 
 def _put(index, app, member):
@@ -986,7 +1148,7 @@ def _stop_time(apps, grace_of):
     slowest chain of the apps that come after it (they stop first)."""
     later = {name: [] for name in apps}
     for app in apps.values():
-        for dep in app.after:
+        for dep in app.after + app.after_started:
             if dep in later:
                 later[dep].append(app.name)
     total, visiting = {}, set()

@@ -68,6 +68,29 @@ class PrefixSink:
         pass
 
 
+class TeeSink:
+    """Lines to a sink (the terminal) and a copy to a FileSink
+    (`stage1/log-copy`).  A copy that cannot be written is said once and
+    dropped; the lines still go to the terminal."""
+
+    def __init__(self, sink, copy, warn):
+        self.sink, self.copy, self.warn = sink, copy, warn
+
+    def write(self, head, data, end):
+        self.sink.write(head, data, end)
+        if self.copy is None:
+            return
+        try:
+            self.copy.write(head, data, end)
+        except OSError as err:
+            self.warn("unable to keep a copy of an app's output in %s: %s; no copy from now on"
+                      % (self.copy.path, err.strerror or err))
+            self.copy = None
+
+    def close(self):
+        pass
+
+
 class FileSink:
     """Lines appended to a file rotated at max_bytes, keeping `keep` old ones."""
 

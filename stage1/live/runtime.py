@@ -1,13 +1,13 @@
 """A live pod: what surrounds the Supervisor while the pod runs.
 
-The control socket, the sd_notify socket, notification fds, log pipes and
-the event log are wired here to the Supervisor's hooks (prepare before a
-spawn, spawned after it, on_event, on_ready), so the state machine itself
-knows nothing of sockets and pipes.
+The control socket, the sd_notify socket, notification fds, log pipes,
+health checks and the event log are wired here to the Supervisor's hooks
+(prepare before a spawn, spawned after it, on_event, on_ready), so the
+state machine itself knows nothing of sockets and pipes.
 """
 import os
 
-from stage1.live import control, logs, notify
+from stage1.live import control, health, logs, notify
 from stage1.live.events import EventLog
 
 
@@ -17,6 +17,7 @@ class LivePod:
         self.pending = {}     # app name -> (fds to close in the init, what to build after spawn)
         self.relays = {}      # app name -> [LineRelay]
         self.notify_fds = {}
+        self.checkers = {}    # app name -> health.Checker
         self.events = EventLog(os.path.join(poddir.path, "events.jsonl"), log.warn)
         self.ready_path = os.path.join(poddir.stage1_root, "rkt", "supervisor-status")
         try:
@@ -25,7 +26,7 @@ class LivePod:
             pass
         except OSError as err:
             log.warn("unable to remove %s: %s" % (self.ready_path, err.strerror))
-        sup.on_event = self.events.emit
+        sup.on_event = self.on_event
         sup.on_ready = self.pod_ready
         sup.prepare = self.prepare
         sup.spawned = self.spawned
@@ -85,18 +86,42 @@ class LivePod:
 
     def _sinks(self, app, mode):
         if mode == "prefix":
-            return logs.PrefixSink(app.name, 1), logs.PrefixSink(app.name, 2)
+            sinks = logs.PrefixSink(app.name, 1), logs.PrefixSink(app.name, 2)
+            if not getattr(app, "log_copy", False):
+                return sinks
+            copy = self._file_sink(app)      # stage1/log-copy: what `stage1 logs` shows
+            return tuple(logs.TeeSink(s, copy, self.log.warn) for s in sinks)
+        sink = self._file_sink(app)
+        return sink, sink
+
+    def _file_sink(self, app):
+        """The app's one log file, kept across its restarts."""
         sink = getattr(app, "file_sink", None)
         if sink is None:
             max_bytes, keep = app.log_limits
             path = os.path.join(self.poddir.path, "logs", app.name + ".log")
             sink = app.file_sink = logs.FileSink(path, max_bytes, keep)
-        return sink, sink
+        return sink
 
     def _devnull(self):
         if not hasattr(self, "devnull"):
             self.devnull = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
         return self.devnull
+
+    # -- health checks ---------------------------------------------------------
+
+    def on_event(self, kind, app=None, fields=None):
+        """Every event to the log; an app's checks run from its start to its stop."""
+        self.events.emit(kind, app, fields)
+        if app is None or app.health_check is None:
+            return
+        checker = self.checkers.get(app.name)
+        if kind == "started":
+            if checker is None or checker.app is not app:    # an app removed, added again
+                checker = self.checkers[app.name] = health.Checker(app, self.loop, self.sup)
+            checker.start()
+        elif kind in ("stopping", "exited", "removed") and checker is not None:
+            checker.stop()
 
     # -- pod-wide ------------------------------------------------------------
 
@@ -116,6 +141,8 @@ class LivePod:
 
     def close(self):
         """The pod is ending: drain every log pipe, close the sockets."""
+        for checker in self.checkers.values():
+            checker.stop()
         for relays in self.relays.values():
             for relay in relays:
                 relay.drain()

@@ -9,6 +9,10 @@
     POD/stage1/rootfs                the stage1 root when it exists, else POD itself
     <stage1 root>/opt/stage2/<app>/  the app's image: manifest and rootfs
     <stage1 root>/rkt/status/<app>   rkt's exit status files (and <app>.json)
+    POD/podfile                      the pod file a pod directory was made for (runner/podfile.py)
+
+A pod file's pod directory lives in the runtime directory by its name
+(runtime_dir): `stage1 status NAME` finds it there.
 """
 import os
 
@@ -150,19 +154,80 @@ def _is_init(host_pid, ns_pid, title):
     return False
 
 
+def runtime_dir():
+    """Where pod files' pod directories go, by name: $STAGE1_RUNTIME_DIR,
+    else /run/stage1 for root (where supervisord and Compose users look for
+    runtime state), $XDG_RUNTIME_DIR/stage1 for others (systemd --user's
+    place), else /tmp/stage1-<uid>."""
+    if os.environ.get("STAGE1_RUNTIME_DIR"):
+        return os.path.abspath(os.environ["STAGE1_RUNTIME_DIR"])
+    if os.geteuid() == 0:
+        return "/run/stage1"
+    if os.environ.get("XDG_RUNTIME_DIR", "").startswith("/"):
+        return os.path.join(os.environ["XDG_RUNTIME_DIR"], "stage1")
+    return "/tmp/stage1-%d" % os.geteuid()
+
+
+def _is_pod(path):
+    return os.path.isfile(os.path.join(path, "pod"))
+
+
+def _named(name):
+    """The pod directory of the pod file pod called name, if it has run."""
+    path = os.path.join(runtime_dir(), name)
+    return PodDir(path) if name not in (".", "..") and os.path.isdir(path) else None
+
+
+DEFAULT_FILES = ("stage1.toml", "Procfile")    # what `stage1 run` looks for in the cwd
+
+
+def default_file(directory):
+    for name in DEFAULT_FILES:
+        path = os.path.join(directory, name)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
 def find(arg):
     """rkt runs its stage1 with cwd in the pod and the UUID last: a
-    positional that names an existing directory is the pod; else it must be
-    the name of the current directory (rkt's UUID), which is the pod.  A
-    positional that is neither is an error, never the current directory's
-    pod by default (`stage1 stop TYPO` must not stop it)."""
+    positional that names an existing directory is the pod; else the name
+    of the current directory (rkt's UUID) when it is a pod directory.  Then
+    pod files: a pod file's pod, or a name of the runtime directory's pods.
+    A positional that is none of these is an error, never the current
+    directory's pod by default (`stage1 stop TYPO` must not stop it).
+    Without one: the current directory, or the pod of the pod file in it
+    (stage1.toml, Procfile) when it is no pod directory."""
+    cwd = os.getcwd()
+    # podfile (tomllib, shlex) only when a pod file is in play: start-up time.
     if not arg:
-        return PodDir(os.getcwd())
+        found = None if _is_pod(cwd) else default_file(cwd)
+        if found:
+            from stage1.pod import podfile
+        named = _named(podfile.name_of(found)) if found else None
+        return named or PodDir(cwd)
     if os.path.isdir(arg):
         return PodDir(arg)
-    if "/" not in arg and arg == os.path.basename(os.getcwd()):
-        return PodDir(os.getcwd())
+    here = "/" not in arg and arg == os.path.basename(cwd)
+    if here and _is_pod(cwd):
+        return PodDir(cwd)
+    base = os.path.basename(arg)
+    if os.path.isfile(arg) and (base.endswith((".toml", ".procfile")) or base == "Procfile" or
+                                base.startswith("Procfile.")):
+        from stage1.pod import podfile
+        name = podfile.name_of(arg)
+        named = _named(name)
+        if named is None:
+            raise PodError("%s: its pod %s has not run (no %s)" % (
+                arg, name, os.path.join(runtime_dir(), name)))
+        return named
+    named = _named(arg) if "/" not in arg else None
+    if named is not None:
+        return named
+    if here:
+        return PodDir(cwd)
     if "/" in arg or not os.path.lexists(arg):
         raise PodError("%s: no such pod directory%s" % (
-            arg, "" if "/" in arg else ", and the current directory is not pod %s" % arg))
+            arg, "" if "/" in arg else ", and the current directory is not pod %s, nor is "
+            "there a pod %s in %s" % (arg, arg, runtime_dir())))
     raise PodError("%s: not a directory" % arg)

@@ -10,6 +10,7 @@ appc-spec); stage1's own settings are annotations under `stage1/`.
 """
 import json
 import re
+import socket
 
 from stage1.engine import native
 from stage1.engine.supervisor import EXIT_POLICIES, ON_ANY_FAILURE, RESTART_POLICIES
@@ -27,7 +28,20 @@ POD_ANNOTATIONS = ("stage1/exit-policy", "stage1/restart-backoff",
                    "stage1/restart-backoff-max", "stage1/stop-timeout")
 APP_ANNOTATIONS = ("stage1/restart-policy", "stage1/stop-signal", "stage1/stop-timeout",
                    "stage1/notify", "stage1/after", "stage1/init", "stage1/log",
-                   "stage1/log-max-bytes", "stage1/log-keep")
+                   "stage1/log-max-bytes", "stage1/log-keep", "stage1/log-copy",
+                   "stage1/after-started", "stage1/after-completed",
+                   "stage1/environment", "stage1/signal-group",
+                   "stage1/health-exec", "stage1/health-tcp", "stage1/health-http",
+                   "stage1/health-interval", "stage1/health-timeout", "stage1/health-retries",
+                   "stage1/health-start-period", "stage1/health-start-interval")
+HEALTH_KINDS = ("exec", "tcp", "http")
+# interval, timeout, retries, start period, start interval: Compose's knobs
+HEALTH_DEFAULTS = {"interval": "10", "timeout": "5", "retries": "3", "start-period": "0",
+                   "start-interval": "1"}
+# The three kinds of `after`: an app starts once each app it names is ready
+# (`stage1/after`), has started (`-started`), or has ended with 0 (`-completed`).
+AFTER_KINDS = (("after", "stage1/after"), ("after_started", "stage1/after-started"),
+               ("after_completed", "stage1/after-completed"))
 LOG_MODES = ("inherit", "prefix", "file", "null")
 # rkt's attach annotations (coreos.com/rkt/stage2/stdout) in stage1's terms.
 RKT_LOG_MODES = {"null": "null", "log": "file", "stream": "prefix", "tty": "inherit",
@@ -45,7 +59,16 @@ class AppSpec:
                  "app_source", "limits", "unapplied", "ports",
                  # from stage1/ annotations
                  "restart", "stop_signal", "stop_timeout", "notify", "after", "is_init",
-                 "log_mode", "log_limits")
+                 "log_mode", "log_limits", "after_started", "after_completed", "health",
+                 "log_copy", "inherit_environment", "signal_group")
+
+
+class HealthSpec:
+    """An app's health check (stage1/health-*): what to probe and how often.
+    `exec` is an argv run like a hook, `tcp` and `http` are (host, port)
+    with `http`'s path and Host header; `text` says what it is in messages."""
+    __slots__ = ("kind", "argv", "address", "path", "host_header", "text", "interval",
+                 "timeout", "retries", "start_period", "start_interval")
 
 
 class PodSpec:
@@ -340,7 +363,8 @@ def app_annotations(r, app, path):
             r.fail(at("stage1/notify"), "must be \"systemd\" or \"fd:N\", not %r" % notify)
         notify = _whole(r, notify[3:], at("stage1/notify"), 3, 63)
     app.notify = notify
-    app.after = [n.strip() for n in a.get("stage1/after", "").split(",") if n.strip()]
+    for field, name in AFTER_KINDS:
+        setattr(app, field, [n.strip() for n in a.get(name, "").split(",") if n.strip()])
     app.is_init = _one_of(r, a.get("stage1/init", "false"), ("true", "false"),
                           at("stage1/init")) == "true"
     log = a.get("stage1/log")
@@ -353,19 +377,142 @@ def app_annotations(r, app, path):
     app.stop_timeout = None
     if "stage1/stop-timeout" in a:
         app.stop_timeout = _seconds(r, a["stage1/stop-timeout"], at("stage1/stop-timeout"))
+    app.log_copy = _flag(r, a, "stage1/log-copy", at)
+    app.signal_group = _flag(r, a, "stage1/signal-group", at)
+    app.inherit_environment = _one_of(r, a.get("stage1/environment", "clean"),
+                                      ("clean", "inherit"), at("stage1/environment")) == "inherit"
+    app.health = health_check(r, a, at)
+
+
+def _flag(r, a, name, at):
+    return _one_of(r, a.get(name, "false"), ("true", "false"), at(name)) == "true"
+
+
+def dependencies(app):
+    """Every app `app` comes after, whatever the condition."""
+    return app.after + app.after_started + app.after_completed
+
+
+def health_check(r, a, at):
+    """The app's health check from its stage1/health-* annotations, or None."""
+    kinds = [k for k in HEALTH_KINDS if "stage1/health-" + k in a]
+    if len(kinds) > 1:
+        r.fail(at("stage1/health-" + kinds[1]), "an app has one health check: "
+               "stage1/health-%s is given too" % kinds[0])
+    if not kinds:
+        for key in HEALTH_DEFAULTS:
+            if "stage1/health-" + key in a:
+                r.fail(at("stage1/health-" + key), "needs a health check: "
+                       "stage1/health-exec, stage1/health-tcp or stage1/health-http")
+        return None
+    spec = HealthSpec()
+    spec.kind = kinds[0]
+    name = "stage1/health-" + spec.kind
+    value, where = a[name], at(name)
+    spec.argv = spec.address = spec.path = spec.host_header = None
+    if spec.kind == "exec":
+        spec.argv = _json_argv(r, value, where)
+        spec.text = " ".join(spec.argv)
+    elif spec.kind == "tcp":
+        spec.address = _host_port(r, value, where)
+        spec.text = "tcp %s" % value
+    else:
+        spec.address, spec.path, spec.host_header = _http_url(r, value, where)
+        spec.text = value
+    spec.interval, spec.timeout, spec.start_period, spec.start_interval = (
+        _seconds(r, a.get("stage1/health-" + key, HEALTH_DEFAULTS[key]),
+                 at("stage1/health-" + key), positive=key != "start-period")
+        for key in ("interval", "timeout", "start-period", "start-interval"))
+    spec.retries = _whole(r, a.get("stage1/health-retries", HEALTH_DEFAULTS["retries"]),
+                          at("stage1/health-retries"), 1, 1000000)
+    return spec
+
+
+def _json_argv(r, value, where):
+    try:
+        argv = json.loads(value)
+    except ValueError:
+        argv = None
+    if (not isinstance(argv, list) or not argv or not all(isinstance(x, str) for x in argv)
+            or not argv[0] or any("\0" in x for x in argv)):
+        r.fail(where, "must be a JSON list of strings such as [\"pg_isready\", \"-q\"], "
+               "not %r" % value)
+    return argv
+
+
+def _ip(r, host, where):
+    """An IP address (the init never resolves a name: that would block its
+    loop); `localhost` is 127.0.0.1."""
+    if host == "localhost":
+        return socket.AF_INET, "127.0.0.1"
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+            return family, host
+        except (OSError, ValueError):
+            pass
+    r.fail(where, "%r is not an IP address or localhost (the init resolves no names)" % host)
+
+
+def _port(r, text, where):
+    if not digits(text) or not 1 <= int(text) <= 65535:
+        r.fail(where, "%r is not a port number from 1 to 65535" % text)
+    return int(text)
+
+
+def _host_port(r, value, where):
+    """HOST:PORT, [IPV6]:PORT -> (family, host, port)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host:
+        r.fail(where, "must be HOST:PORT such as 127.0.0.1:5432, not %r" % value)
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    family, host = _ip(r, host, where)
+    return family, host, _port(r, port, where)
+
+
+def _http_url(r, value, where):
+    """http://HOST[:PORT][/PATH] -> ((family, host, port), path, Host header)."""
+    scheme, _, rest = value.partition("://")
+    if scheme.lower() != "http" or not rest:
+        why = ("https is not supported: use stage1/health-tcp, or stage1/health-exec with "
+               "curl" if scheme.lower() == "https" else "must be a URL such as "
+               "http://127.0.0.1:8080/health")
+        r.fail(where, "%s, not %r" % (why, value))
+    netloc, slash, path = rest.partition("/")
+    host, port = netloc, "80"
+    if netloc.startswith("["):
+        host, _, tail = netloc[1:].partition("]")
+        if tail:
+            if not tail.startswith(":"):
+                r.fail(where, "%r is not a URL such as http://[::1]:8080/" % value)
+            port = tail[1:]
+    elif ":" in netloc:
+        host, _, port = netloc.partition(":")
+    if any(c in value for c in " \t\r\n"):
+        r.fail(where, "a URL holds no blanks: %r" % value)
+    family, ip = _ip(r, host, where)
+    return (family, ip, _port(r, port, where)), slash + path if slash else "/", netloc
 
 
 def check_order(specs, known=()):
-    """Every `stage1/after` name exists and there is no cycle; `known`
-    maps the names of a running pod's apps to what they come after."""
+    """Every name of a `stage1/after` kind exists and there is no cycle;
+    `known` maps the names of a running pod's apps to every app they come
+    after.  An app that restarts always never completes: coming after its
+    completion is refused."""
     names = {a.name for a in specs} | set(known)
+    restarts = {a.name: a.restart for a in specs}
     for app in specs:
-        for dep in app.after:
-            if dep not in names:
-                raise ManifestError("pod", 'apps[%d].annotations["stage1/after"]' % app.index,
-                                    "no app named %r" % dep)
+        for field, annotation in AFTER_KINDS:
+            where = 'apps[%d].annotations["%s"]' % (app.index, annotation)
+            for dep in getattr(app, field):
+                if dep not in names:
+                    raise ManifestError("pod", where, "no app named %r" % dep)
+                if field == "after_completed" and restarts.get(dep) == "always":
+                    raise ManifestError("pod", where, "%r restarts always "
+                                        "(stage1/restart-policy): it never completes" % dep)
     graph = dict(known) if isinstance(known, dict) else {}
-    graph.update((a.name, a.after) for a in specs)
+    graph.update((a.name, dependencies(a)) for a in specs)
     cycle = order.find_cycle(graph)
     if cycle:
         raise ManifestError("pod", "annotations", "stage1/after makes a cycle: %s"

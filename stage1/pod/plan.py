@@ -14,6 +14,9 @@ from stage1.pod import manifest, users
 from stage1.pod.errors import ManifestError, PodError
 
 NOTIFY_SOCKET_NAME = "notify.sock"
+# What the init's own environment holds for the init alone (its service
+# manager's readiness socket and socket activation): not inherited by apps.
+NOT_INHERITED = ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "RKT_LOCK_FD")
 
 
 class Options:
@@ -65,7 +68,11 @@ _shared = {}.setdefault
 
 
 def app_environment(spec):
+    """appc's clean environment; with `stage1/environment: inherit` (what a
+    pod file asks for, as honcho and foreman do) the init's own under it."""
     env = {"PATH": spawn.DEFAULT_PATH}
+    if spec.inherit_environment:
+        env.update((k, v) for k, v in os.environ.items() if k not in NOT_INHERITED)
     env.update(spec.environment)
     env["AC_APP_NAME"] = spec.name
     env["container"] = "stage1"
@@ -111,6 +118,11 @@ def plan_app(spec, poddir, stdin_fd, looked_up=None):
               notify=spec.notify)
     app.log_mode = spec.log_mode
     app.log_limits = spec.log_limits
+    app.log_copy = spec.log_copy
+    app.after_started = list(spec.after_started)
+    app.after_completed = list(spec.after_completed)
+    app.health_check = spec.health
+    app.signal_group = spec.signal_group
     app.spec = spec
     app.make_launch = launch
     return app

@@ -58,6 +58,19 @@ def _checked(number, value, table):
     return number
 
 
+def primary_gid(value, root):
+    """The primary gid of user `value` (a name, or a uid) in root's
+    /etc/passwd, or None when it has no entry there."""
+    table = _table(root, "passwd")
+    if value in table:
+        return table[value][1]
+    if digits(value):
+        for uid, gid in table.values():
+            if uid == int(value):
+                return gid
+    return None
+
+
 def resolve(value, root, table):
     """The numeric uid (table 'passwd') or gid ('group') for value."""
     if value.startswith("/"):

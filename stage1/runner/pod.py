@@ -188,6 +188,7 @@ def supervise(the_plan, poddir, opts, log, sigfd, signals, pid=None, before_star
                      status=status, backoff=the_plan.backoff,
                      hook_launch=lambda app, argv: app.make_launch(argv))
     sup.mutable = opts.mutable
+    sup.report = True
     pod_status = sup.on_change = PodStatus(poddir, sup, log, pid)
     loop.before_wait.append(pod_status.flush)      # after the apps' status files
     live = LivePod(poddir, loop, sup, log,
@@ -214,7 +215,8 @@ def add_app(poddir, sup, name, runtime_app, stdin_fd, isolation=None):
         raise ManifestError("app add", '%s.annotations["stage1/init"]' % name,
                             "init apps run before the others: not in a running pod")
     # The pod's apps may come after an app removed earlier and added again.
-    manifest.check_order([spec], known={n: other.after for n, other in sup.apps.items()})
+    manifest.check_order([spec], known={n: other.after + other.after_started +
+                                        other.after_completed for n, other in sup.apps.items()})
     app = plan.plan_app(spec, poddir, stdin_fd)
     if isolation is not None and isolation.isolated:
         isolation.add_app(app, manifest.parse_pod(poddir.read_manifest(), "pod", images=poddir))
