@@ -110,9 +110,10 @@ class LivePod:
 
     # -- health checks ---------------------------------------------------------
 
-    def on_event(self, kind, app=None, fields=None):
-        """Every event to the log; an app's checks run from its start to its stop."""
-        self.events.emit(kind, app, fields)
+    def on_event(self, kind, app=None, fields=None, when=None):
+        """Every event to the log (when: the time it happened, if not now);
+        an app's checks run from its start to its stop."""
+        self.events.emit(kind, app, fields, when)
         if app is None or app.health_check is None:
             return
         checker = self.checkers.get(app.name)
