@@ -68,7 +68,7 @@ def test_the_wheel_has_the_native_module_and_complete_metadata(dist):
     assert "Operating System :: POSIX :: Linux" in classifiers
     assert meta.get_all("Project-URL")
     assert sorted(r.split(">=")[0] for r in meta.get_all("Requires-Dist")) == [
-        "cffi", "psutil", "python-prctl"]
+        "cffi", "psutil", "python-prctl", "tomli"]       # tomli: before Python 3.11 only
 
 
 def test_the_installed_wheel_runs_outside_the_checkout(installed, tmp_path):

@@ -48,7 +48,7 @@ COMMANDS = [
     }),
     ("run", {
         "usage": ["stage1 run [OPTIONS] [rkt run flags] [FILE | POD | UUID]"],
-        "summary": "run a pod: a pod file, a Procfile or an appc pod manifest, supervised",
+        "summary": "run a pod (a pod file, a Procfile or an appc pod manifest)",
         "text": "FILE is a pod file (TOML, one table per app) or a Procfile, compiled "
                 "to an appc pod manifest and run in a pod directory of its own "
                 "(/run/stage1/NAME as root, $XDG_RUNTIME_DIR/stage1/NAME otherwise, or "
