@@ -13,7 +13,7 @@
 #include <sys/types.h>
 
 /* CDEF-BEGIN */
-enum { S1_NATIVE_VERSION = 12 };
+enum { S1_NATIVE_VERSION = 13 };
 
 /* Steps of the child path between fork and exec, in the order they run.
  * A failure is reported to the parent as (step, errno). */
@@ -124,6 +124,16 @@ int s1_has_children(void);
 
 /* spawn.c */
 int s1_spawn(const struct s1_spawn *req, int *step_out, int *errno_out);
+
+/* s1_spawn for each of n requests in turn, with nothing in between: a
+ * start pass of many apps hands them over at once (see spawn.c). */
+struct s1_spawned {
+    int pid;                   /* > 0: exec'd; -1: step and err say why not */
+    int step;
+    int err;
+    int64_t when_ns;           /* CLOCK_REALTIME once s1_spawn returned */
+};
+void s1_spawn_each(const struct s1_spawn *const *reqs, int n, struct s1_spawned *out);
 int s1_tty_foreground(int fd, int pgid);
 
 /* seccomp.c ---------------------------------------------------------------

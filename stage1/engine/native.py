@@ -6,10 +6,11 @@ holds the names of steps and signals, and refuses a build whose version
 does not match the header it was built from.
 """
 import os
+import sys
 
 from stage1.engine._native import ffi, lib
 
-NATIVE_VERSION = 12
+NATIVE_VERSION = 13
 if lib.S1_NATIVE_VERSION != NATIVE_VERSION:
     raise ImportError("stage1.engine._native is version %d, this stage1 needs %d: "
                       "rebuild with ./build.sh" % (lib.S1_NATIVE_VERSION, NATIVE_VERSION))
@@ -205,83 +206,156 @@ def signal_number(name):
     raise ValueError("no such signal: %s" % name)
 
 
+_FS_ENCODING = sys.getfilesystemencoding()     # os.fsencode's, without its checks
+
+
 def _cstrings(items, keep):
     """A NULL-terminated char*[] whose strings stay alive in `keep`: all
     of them in one buffer, two allocations whatever their number (argv,
     environment and PATH candidates are built for every spawn)."""
-    data = [s if type(s) is bytes else os.fsencode(s) for s in items]
+    enc = _FS_ENCODING
+    data = [s if type(s) is bytes else s.encode(enc, "surrogateescape") for s in items]
     blob = ffi.new("char[]", b"\0".join(data))      # cffi adds the last NUL
-    arr = ffi.new("char *[]", len(data) + 1)         # zeroed: NULL-terminated
-    offset = 0
-    for i, item in enumerate(data):
-        arr[i] = blob + offset
+    offset, ptrs = 0, []
+    for item in data:
+        ptrs.append(blob + offset)
         offset += len(item) + 1
+    ptrs.append(ffi.NULL)
+    arr = ffi.new("char *[]", ptrs)
     keep.append(blob)
     keep.append(arr)
     return arr
 
 
-def spawn(candidates, argv, env, *, fd_map=None, close_fds=False,
+# The C arrays of shared lists (spawn.Launch.candidates: one list for every
+# app with the same PATH and program), built once: id -> (list, array, keep).
+_shared_arrays = {}
+
+
+def _shared_cstrings(items, keep):
+    found = _shared_arrays.get(id(items))
+    if found is None or found[0] is not items:
+        if len(_shared_arrays) >= 256:
+            _shared_arrays.clear()
+        held = []
+        found = _shared_arrays[id(items)] = (items, _cstrings(items, held), held)
+    keep.append(found)
+    return found[1]
+
+
+# Every field at "keep" (-1 for the ints where 0 would mean something): a
+# request starts as a copy and only what a spawn asks for is set.
+_BLANK = ffi.new("struct s1_spawn *")
+_BLANK.tty_fd = _BLANK.mnt_template_fd = _BLANK.userns_fd = -1
+_BLANK.umask = _BLANK.ngroups = _BLANK.gid = _BLANK.uid = -1
+_BLANK.pgid_mode = lib.S1_PGID_KEEP
+
+
+def spawn(candidates, argv, env, **options):
+    """Fork and exec; return the pid once exec has succeeded (request()
+    says what the arguments are).  Raises SpawnError naming the step that
+    failed."""
+    req, keep, where = request(candidates, argv, env, **options)
+    step = ffi.new("int[2]")
+    pid = lib.s1_spawn(req, step, step + 1)
+    if pid < 0:
+        raise SpawnError(step[0], step[1], *where)
+    return pid
+
+
+def spawn_each(requests):
+    """Spawn each of requests (request()'s answers) in turn, in one call;
+    for each, (pid, time.time() of its exec) or (None, its SpawnError)."""
+    n = len(requests)
+    out = ffi.new("struct s1_spawned[]", n)
+    lib.s1_spawn_each(ffi.new("struct s1_spawn *[]", [r[0] for r in requests]), n, out)
+    results = []
+    for i, (_req, _keep, where) in enumerate(requests):
+        r = out[i]
+        results.append((r.pid, r.when_ns / 1e9) if r.pid > 0 else
+                       (None, SpawnError(r.step, r.err, *where)))
+    return results
+
+
+def request(candidates, argv, env, *, fd_map=None, close_fds=False,
           pgid_mode=PGID_KEEP, tty_fd=-1, cgroup_procs=(), oom_score_adj=None,
           rlimits=(), root=None, pivot=False, mnt_template=-1, userns=-1, cwd=None, umask=-1,
           groups=None, gid=-1,
           uid=-1, caps=None, caps_until_exec=0, ambient=0, no_new_privs=False,
-          seccomp=None, sigmask=0, sigign=0):
-    """Fork and exec; return the pid once exec has succeeded.
+          seccomp=None, sigmask=0, sigign=0, shared_candidates=False):
+    """The native request of a spawn: (struct s1_spawn *, what keeps its
+    strings alive, what a SpawnError says of it).
 
     `candidates` are the paths to try in turn (the parent does the PATH
-    search); `env` is a list of b"K=V" or str.  With `pivot`, `mnt_template`
+    search; with `shared_candidates` the list is one many spawns share and
+    never change, and its C array is built once); `env` is a list of
+    b"K=V" or str.  With `pivot`, `mnt_template`
     is the fd of a mount namespace the app's is copied from (spawn.c).
     `caps` is None to leave
     capabilities alone, else (bounding set, effective set) as bit masks;
     with them, `caps_until_exec` stays effective until exec (what a filter
     needs without no_new_privs, spawn.c) and `ambient` is the ambient set
-    (cleared otherwise).  `seccomp` is a SeccompProgram, installed last.
-    Raises SpawnError naming the step that failed."""
+    (cleared otherwise).  `seccomp` is a SeccompProgram, installed last."""
     keep = []
-    req = ffi.new("struct s1_spawn *")
-    req.candidates = _cstrings(candidates, keep)
+    req = ffi.new("struct s1_spawn *", _BLANK[0])
+    req.candidates = (_shared_cstrings if shared_candidates else _cstrings)(candidates, keep)
     req.argv = _cstrings(argv, keep)
     req.envp = _cstrings(env, keep)
-    fd_map = list(fd_map or ())
-    req.nfds = len(fd_map)
-    req.fd_map = keep_ptr(keep, "int[]", fd_map) if fd_map else ffi.NULL
-    req.close_fds = int(close_fds)
-    req.pgid_mode = pgid_mode
-    req.tty_fd = tty_fd
-    req.cgroup_procs = _cstrings(cgroup_procs, keep) if cgroup_procs else ffi.NULL
-    req.oom_score_adj = keep_ptr(keep, "char[]", str(oom_score_adj).encode()) \
-        if oom_score_adj is not None else ffi.NULL
-    req.nrlimits = len(rlimits)
-    req.rlimits = keep_ptr(keep, "struct s1_rlimit[]", [list(r) for r in rlimits]) \
-        if rlimits else ffi.NULL
-    req.root = keep_ptr(keep, "char[]", os.fsencode(root)) if root else ffi.NULL
-    req.pivot = int(pivot)
-    req.mnt_template_fd = mnt_template
-    req.userns_fd = userns
-    req.cwd = keep_ptr(keep, "char[]", os.fsencode(cwd)) if cwd else ffi.NULL
-    req.umask = umask
-    req.ngroups = -1 if groups is None else len(groups)
-    req.groups = keep_ptr(keep, "unsigned int[]", list(groups)) if groups else ffi.NULL
+    if fd_map:
+        req.nfds = len(fd_map)
+        req.fd_map = keep_ptr(keep, "int[]", fd_map)
+    if close_fds:
+        req.close_fds = 1
+    if pgid_mode != PGID_KEEP:
+        req.pgid_mode = pgid_mode
+    if tty_fd != -1:
+        req.tty_fd = tty_fd
+    if cgroup_procs:
+        req.cgroup_procs = _cstrings(cgroup_procs, keep)
+    if oom_score_adj is not None:
+        req.oom_score_adj = keep_ptr(keep, "char[]", str(oom_score_adj).encode())
+    if rlimits:
+        req.nrlimits = len(rlimits)
+        req.rlimits = keep_ptr(keep, "struct s1_rlimit[]", [list(r) for r in rlimits])
+    if root:
+        req.root = keep_ptr(keep, "char[]", os.fsencode(root))
+    if pivot:
+        req.pivot = 1
+    if mnt_template != -1:
+        req.mnt_template_fd = mnt_template
+    if userns != -1:
+        req.userns_fd = userns
+    if cwd:
+        req.cwd = keep_ptr(keep, "char[]", os.fsencode(cwd))
+    if umask != -1:
+        req.umask = umask
+    if groups is not None:
+        req.ngroups = len(groups)
+        if groups:
+            req.groups = keep_ptr(keep, "unsigned int[]", list(groups))
     # The request's ints carry -1 for "keep"; ids above 2**31 go as the
     # same 32 bits, which setresuid/setresgid read as uid_t again.
-    req.gid, req.uid = (i - 2 ** 32 if i >= 2 ** 31 else i for i in (gid, uid))
+    if gid != -1:
+        req.gid = gid - 2 ** 32 if gid >= 2 ** 31 else gid
+    if uid != -1:
+        req.uid = uid - 2 ** 32 if uid >= 2 ** 31 else uid
     if caps is not None:
         req.set_caps = 1
         req.cap_bounding, req.cap_effective = caps
         req.cap_until_exec, req.cap_ambient = caps_until_exec, ambient
-    req.no_new_privs = int(no_new_privs)
+    if no_new_privs:
+        req.no_new_privs = 1
     if seccomp is not None:
         req.seccomp_prog, req.seccomp_len = seccomp.data, seccomp.length
-    req.sigmask, req.sigign = sigmask, sigign
-    step = ffi.new("int *")
-    err = ffi.new("int *")
-    pid = lib.s1_spawn(req, step, err)
-    if pid < 0:
-        raise SpawnError(step[0], err[0], os.fsdecode(argv[0]) if argv else "?",
-                         {lib.S1_STEP_CHDIR: cwd, lib.S1_STEP_CHROOT: root,
-                          lib.S1_STEP_PIVOT_ROOT: root})
-    return pid
+    if sigmask:
+        req.sigmask = sigmask
+    if sigign:
+        req.sigign = sigign
+    if seccomp is not None:
+        keep.append(seccomp)
+    return req, keep, (os.fsdecode(argv[0]) if argv else "?",
+                       {lib.S1_STEP_CHDIR: cwd, lib.S1_STEP_CHROOT: root,
+                        lib.S1_STEP_PIVOT_ROOT: root})
 
 
 # -- seccomp (seccomp.c) ----------------------------------------------------------

@@ -43,17 +43,16 @@ class Launch:
     def candidates(self):
         """The paths to try, in order, for argv[0] (execvp's search).
         Kept by (PATH, program): a thousand apps with the same PATH and
-        program, and every restart, share one list."""
+        program, and every restart, share one list, which nobody changes
+        (native.spawn builds its C array once)."""
         prog = self.argv[0]
-        if "/" in prog:
-            return [prog]
-        path = self.path if self.path is not None else DEFAULT_PATH
+        path = None if "/" in prog else self.path if self.path is not None else DEFAULT_PATH
         found = _searched.get((path, prog))
         if found is None:
             if len(_searched) >= 256:
                 _searched.clear()
-            found = _searched[path, prog] = [os.path.join(d or ".", prog)
-                                             for d in path.split(":")]
+            found = _searched[path, prog] = [prog] if path is None else \
+                [os.path.join(d or ".", prog) for d in path.split(":")]
         return found
 
 
@@ -66,12 +65,23 @@ def env_list(mapping):
 
 def start(launch, signals, **extra):
     """Spawn the app; return its pid or raise native.SpawnError."""
+    options = _options(launch, signals, extra)
+    return native.spawn(launch.candidates(), launch.argv, launch.env, **options)
+
+
+def request(launch, signals, **extra):
+    """What start() would spawn, for native.spawn_each."""
+    options = _options(launch, signals, extra)
+    return native.request(launch.candidates(), launch.argv, launch.env, **options)
+
+
+def _options(launch, signals, extra):
     options = dict(launch.options)
     options.update(extra)
-    return native.spawn(
-        launch.candidates(), launch.argv, launch.env, cwd=launch.cwd,
-        uid=launch.uid, gid=launch.gid, groups=launch.groups, root=launch.root,
-        sigmask=signals.mask, sigign=signals.ignored, **options)
+    options.update(cwd=launch.cwd, uid=launch.uid, gid=launch.gid, groups=launch.groups,
+                   root=launch.root, sigmask=signals.mask, sigign=signals.ignored,
+                   shared_candidates=True)
+    return options
 
 
 def exit_code(status):

@@ -28,6 +28,9 @@ from stage1.engine import init, native, spawn
 from stage1.engine.loop import monotonic
 
 SIGKILL, SIGTERM, SIGINT, SIGQUIT, SIGCHLD = 9, 15, 2, 3, 17
+SPAWN_BATCH = 1024    # spawns a start pass gathers before it hands them over at once,
+SPAWN_BATCH_FDS = 256 # or fewer once their pipes' ends (open in the init until the
+                      # spawn) come to this many: the init's soft limit is often 1024
 REAP_BATCH = 64       # children reaped in one loop turn (pod mode), see _reap;
                       # as many as StatusWriter writes (status.BATCH)
 STOP_SIGNALS = (SIGTERM, SIGINT, SIGQUIT)
@@ -153,6 +156,8 @@ class Supervisor:
         self.on_change = on_change or (lambda: None)
         self.on_event = lambda kind, app, fields, when=None: None
         self._held = None       # events held while the pod starts (see start_all)
+        self._batch = None      # the spawns a start pass has gathered (_start_pass)
+        self._batch_fds = 0     # the fds the init holds open for them
         self.on_ready = lambda: None      # every app ready (rkt's supervisor-status)
         self.prepare = lambda app: {}     # extra spawn options per start (notify fds, logs)
         self.spawned = lambda app, ok: None   # after each spawn, whether it worked
@@ -239,18 +244,55 @@ class Supervisor:
                             "pre-start handler exited with %d" % code)
 
     def _exec(self, app):
+        """Spawn the app.  In a start pass the request joins the pass's
+        batch, spawned with the others in one native call (_spawn_batch)."""
         try:
-            app.pid = spawn.start(app.launch, self.signals, pgid_mode=self.pgid_mode,
-                                  tty_fd=self.tty_fd, **self.prepare(app))
+            options = self.prepare(app)
+            if self._batch is not None:
+                self._batch.append((app, spawn.request(app.launch, self.signals,
+                                                       pgid_mode=self.pgid_mode,
+                                                       tty_fd=self.tty_fd, **options)))
+                # Not startable while its spawn waits in the batch: a pass
+                # that meets it again (queued by another app's start) skips it.
+                self._startable.pop(app, None)
+                fds = options.get("fd_map")
+                if fds:
+                    self._batch_fds += len(set(fds).difference(
+                        app.launch.options.get("fd_map") or ()))
+                return
+            pid = spawn.start(app.launch, self.signals, pgid_mode=self.pgid_mode,
+                              tty_fd=self.tty_fd, **options)
         except native.SpawnError as err:
-            self.spawned(app, False)
-            code = spawn.spawn_exit_code(err)
-            self.log.warn("%s: %s" % (app.name, err))
-            self._finish_failed(app, 254 if code is None else code,
-                                "StartError" if code is None else "ExecFailed", str(err))
+            self._exec_failed(app, err)
             return
-        app.started_at = _now()
-        app.started_mono = monotonic()
+        self._exec_started(app, pid, _now())
+
+    def _spawn_batch(self):
+        """Spawn what the start pass has batched, then take up each app in
+        turn: every app of the batch is running before the init does the
+        bookkeeping of the first (state, indexes, events, readiness)."""
+        batch, self._batch = self._batch, []
+        self._batch_fds = 0
+        if not batch:
+            return
+        results = native.spawn_each([request for _app, request in batch])
+        for (app, _request), (pid, outcome) in zip(batch, results):
+            if pid is None:
+                self._exec_failed(app, outcome)
+            else:
+                self._exec_started(app, pid, outcome)
+
+    def _exec_failed(self, app, err):
+        self.spawned(app, False)
+        code = spawn.spawn_exit_code(err)
+        self.log.warn("%s: %s" % (app.name, err))
+        self._finish_failed(app, 254 if code is None else code,
+                            "StartError" if code is None else "ExecFailed", str(err))
+
+    def _exec_started(self, app, pid, when):
+        app.pid = pid
+        app.started_at = when
+        app.started_mono = monotonic() - (_now() - when)
         app.exit_code = app.signal_name = app.reason = app.message = None
         app.finished_at = None
         app.rusage = _NO_RUSAGE
@@ -264,9 +306,9 @@ class Supervisor:
             self.log.debug("%s: started pid %d" % (app.name, app.pid))
         self.spawned(app, True)
         self._set(app, RUNNING)
-        self._emit("started", app, pid=app.pid)
+        self._emit("started", app, when, pid=app.pid)
         if app.notify is None and app.health_check is None:
-            self.mark_ready(app)     # ready once started
+            self.mark_ready(app, when)     # ready once started
         elif self._later.get(app.name):
             # not ready yet, but started is what `after-started` waits for
             self._queue_later(app)
@@ -434,11 +476,14 @@ class Supervisor:
         """Something reported of a running app changed (sd_notify STATUS=)."""
         self._changed(app)
 
-    def _emit(self, kind, app, **fields):
+    def _emit(self, kind, app, when=None, **fields):
+        """when: the time it happened, if not now."""
         if self._held is not None:
-            self._held.append((kind, app, fields, _now()))
-        else:
+            self._held.append((kind, app, fields, when or _now()))
+        elif when is None:
             self.on_event(kind, app, fields)
+        else:
+            self.on_event(kind, app, fields, when)
 
     def _release_events(self):
         held, self._held = self._held, None
@@ -522,13 +567,13 @@ class Supervisor:
 
     # -- readiness and order -----------------------------------------------
 
-    def mark_ready(self, app):
+    def mark_ready(self, app, when=None):
         if app.ready or app.state != RUNNING:
             return
         app.ready = True
         self._index(app)
         self._changed(app)
-        self._emit("ready", app)
+        self._emit("ready", app, when)
         self._wake(app)
         self._queue_later(app)
         self._start_eligible()
@@ -594,13 +639,24 @@ class Supervisor:
             for other in list(self._startable):
                 self._queue(other)
         queue, i = self._to_check, 0
-        while i < len(queue) and not self.stopping:
-            app = queue[i]
-            i += 1
-            self._queued.discard(app)
-            self.visits["start"] += 1
-            if app in self._startable and _may_start(app, self.apps):
-                self.event(app, "start")
+        self._batch = []
+        try:
+            while i < len(queue) and not self.stopping:
+                app = queue[i]
+                i += 1
+                self._queued.discard(app)
+                self.visits["start"] += 1
+                if app in self._startable and _may_start(app, self.apps):
+                    self.event(app, "start")
+                    if len(self._batch) >= SPAWN_BATCH or self._batch_fds >= SPAWN_BATCH_FDS:
+                        self._spawn_batch()
+            self._spawn_batch()
+        finally:
+            # Whatever happens, nothing batched is left behind: the loop
+            # never sees a child whose app does not know its pid.
+            while self._batch:
+                self._spawn_batch()
+            self._batch = None
         del queue[:i]
         if not queue:
             self._queued = set()         # a set keeps its largest size: give it back

@@ -31,12 +31,15 @@ class PodDir:
         self.ppid_path = os.path.join(self.path, "ppid")
         self.status_path = os.path.join(self.path, "pod-status.json")
         self.status_dir = os.path.join(self.stage1_root, "rkt", "status")
+        self._stage2 = os.path.join(self.stage1_root, "opt", "stage2", "")
 
+    # An app's name is an AC name (manifest.py): one component, no "/", so
+    # the paths are put together by hand (a thousand apps ask three times each).
     def app_dir(self, name):
-        return os.path.join(self.stage1_root, "opt", "stage2", name)
+        return self._stage2 + name
 
     def app_root(self, name):
-        return os.path.join(self.app_dir(name), "rootfs")
+        return self._stage2 + name + "/rootfs"
 
     def read_manifest(self):
         try:
@@ -48,7 +51,7 @@ class PodDir:
 
     def image_app(self, name):
         """(app object, annotations, source) from the app's image manifest."""
-        path = os.path.join(self.app_dir(name), "manifest")
+        path = self.app_dir(name) + "/manifest"
         try:
             with open(path, "rb") as f:
                 data = f.read()
@@ -60,7 +63,7 @@ class PodDir:
     def image_annotations(self, name):
         """The annotations of the app's image manifest; {} when there is none
         or it cannot be read (it then says nothing)."""
-        if not os.path.exists(os.path.join(self.app_dir(name), "manifest")):
+        if not os.path.exists(self.app_dir(name) + "/manifest"):
             return {}
         try:
             return self.image_app(name)[1]

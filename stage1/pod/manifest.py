@@ -50,6 +50,12 @@ SUPPORTS_NOTIFY = "appc.io/executor/supports-systemd-notify"
 MUTABLE = "coreos.com/rkt/stage1/mutable"
 
 
+# What app_annotations sets.
+ANNOTATION_FIELDS = ("restart", "stop_signal", "stop_timeout", "notify", "after", "is_init",
+                     "log_mode", "log_limits", "after_started", "after_completed", "health",
+                     "log_copy", "inherit_environment", "signal_group")
+
+
 class AppSpec:
     """One app of the pod, as the manifest (or its image manifest) says,
     with its isolators and stage1/ annotations read into typed fields."""
@@ -58,9 +64,7 @@ class AppSpec:
                  "mount_points", "mounts", "read_only_rootfs", "annotations", "index",
                  "app_source", "limits", "unapplied", "ports",
                  # from stage1/ annotations
-                 "restart", "stop_signal", "stop_timeout", "notify", "after", "is_init",
-                 "log_mode", "log_limits", "after_started", "after_completed", "health",
-                 "log_copy", "inherit_environment", "signal_group")
+                 ) + ANNOTATION_FIELDS
 
 
 class HealthSpec:
@@ -344,9 +348,29 @@ def pod_annotations(r, pod):
     pod.mutable = a.get(MUTABLE) == "true"
 
 
+# Annotations other than stage1/ ones that app_annotations reads.
+_READ_TOO = frozenset((SUPPORTS_NOTIFY, "coreos.com/rkt/stage2/stdout"))
+_DEFAULTS = []      # [(field, value)] for an app that has none of them (filled once)
+
+
 def app_annotations(r, app, path):
     """Restart, stop, readiness, order and logs from the app's annotations
-    (the pod manifest's, with the image's under them)."""
+    (the pod manifest's, with the image's under them).  Most apps of a big
+    pod say none of them: those take the defaults worked out once."""
+    a = app.annotations
+    if not any(k.startswith("stage1/") or k in _READ_TOO for k in a):
+        if not _DEFAULTS:
+            plain = AppSpec()
+            plain.annotations = {}
+            _read_app_annotations(r, plain, path)
+            _DEFAULTS.extend((f, getattr(plain, f)) for f in ANNOTATION_FIELDS)
+        for field, value in _DEFAULTS:
+            setattr(app, field, list(value) if type(value) is list else value)
+        return
+    _read_app_annotations(r, app, path)
+
+
+def _read_app_annotations(r, app, path):
     a = app.annotations
     at = _known(r, a, APP_ANNOTATIONS, path + ".annotations")
     app.restart = _one_of(r, a.get("stage1/restart-policy", "never"), RESTART_POLICIES,
