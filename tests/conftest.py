@@ -282,6 +282,7 @@ class Procs:
         # Whatever escaped an init came to us (we are a subreaper).
         for child in set(children(os.getpid())) - self.before:
             if child not in {p.pid for p in self.popens}:
+                pids.append(child)           # reaped below, with what was under it
                 pids.extend(kill_tree(child))
         for popen in self.popens:
             popen.wait(DEADLINE)
@@ -425,3 +426,34 @@ def aci_env():
     (build.sh would take the last commit's, which a commit during the run
     changes)."""
     return dict(os.environ, SOURCE_DATE_EPOCH=_EPOCH)
+
+
+# -- nothing left behind ---------------------------------------------------------
+
+@pytest.fixture(autouse=True)
+def no_process_left():
+    """Every process a test starts is gone, reaped, when it ends: a child of
+    the test process that was not there before the test (running or a
+    zombie) fails it, and is killed and reaped so that the next test does
+    not inherit it.  Children of higher-scoped fixtures were there before."""
+    import psutil
+    me = psutil.Process()
+    before = {p.pid for p in me.children()}
+    yield
+    left = [p for p in me.children() if p.pid not in before]
+    if not left:
+        return
+    names = []
+    for p in left:
+        try:
+            names.append("%d (%s, %s)" % (p.pid, p.name(), p.status()))
+            p.kill()
+        except psutil.Error:
+            pass
+    for p in left:
+        try:
+            os.waitpid(p.pid, 0)
+        except ChildProcessError:
+            pass
+    pytest.fail("the test left %d process(es) behind: %s" % (len(left), ", ".join(names[:5])),
+                pytrace=False)

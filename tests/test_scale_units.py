@@ -37,6 +37,7 @@ class FakePod:
         self.kills = []              # (pid, signal) in the order sent
         self.children = set()
         monkeypatch.setattr(spawn, "start", self._spawn)
+        monkeypatch.setattr(native, "spawn_each", self._spawn_each)   # a start pass's batch
         monkeypatch.setattr(native, "kill_many", self._kill)
         monkeypatch.setattr(native, "reap", self._reap)
         monkeypatch.setattr(native, "reap_pid", self._reap_pid)
@@ -82,6 +83,9 @@ class FakePod:
         pid = next(self.pids)
         self.children.add(pid)
         return pid
+
+    def _spawn_each(self, requests):
+        return [(self._spawn(None, None), 1.0) for _ in requests]
 
     def _kill(self, pids, sig):
         for pid in pids:

@@ -28,8 +28,8 @@ from stage1.engine import init, native, spawn
 from stage1.engine.loop import monotonic
 
 SIGKILL, SIGTERM, SIGINT, SIGQUIT, SIGCHLD = 9, 15, 2, 3, 17
-SPAWN_BATCH = 1024    # spawns a start pass gathers before it hands them over at once,
-SPAWN_BATCH_FDS = 256 # or fewer once their pipes' ends (open in the init until the
+SPAWN_BATCH = 4096    # spawns a start pass gathers before it hands them over at once,
+SPAWN_BATCH_FDS = 64  # or fewer once their pipes' ends (open in the init until the
                       # spawn) come to this many: the init's soft limit is often 1024
 REAP_BATCH = 64       # children reaped in one loop turn (pod mode), see _reap;
                       # as many as StatusWriter writes (status.BATCH)

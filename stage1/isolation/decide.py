@@ -361,7 +361,8 @@ def wanted(pod, poddir, opts):
         return opts.isolate
     if opts.mutable and poddir.stage1_root != poddir.path:
         return True
-    return any(os.path.lexists(poddir.app_root(spec.name)) for spec in pod.apps)
+    return poddir.has_app_dirs() and \
+        any(os.path.lexists(poddir.app_root(spec.name)) for spec in pod.apps)
 
 
 def check(pod, poddir, opts):

@@ -48,8 +48,6 @@ leave behind by design stays: host-local's lock and last_reserved_ip files
 in /var/lib/cni/networks/<network>, portmap's shared CNI-HOSTPORT-* chains,
 ptp's net.ipv4.ip_forward=1.
 """
-import hashlib
-import ipaddress
 import json
 import os
 import select
@@ -144,6 +142,7 @@ def container_id(path):
     if _is_uuid(name):
         return name
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in name)[:32]
+    import hashlib       # here: an unisolated pod's init need not load it
     digest = hashlib.sha256(os.path.realpath(path).encode()).hexdigest()[:12]
     return "%s-%s" % (safe or "pod", digest)
 
@@ -256,6 +255,7 @@ def _shown(wanted):
 def forwarded_ports(pod):
     """The pod's `ports` as portmap's mappings (rkt's ForwardedPorts):
     each names an app's port, or gives its podPort."""
+    import ipaddress     # here, as hashlib above
     out, used = [], []
     for ep in pod.ports:
         where = ep["where"]
@@ -430,6 +430,7 @@ def _call(poddir_path, step, command, netns, cni_path, container):
 def parse_result(result):
     """(ip, mask, gateway, dns) of a CNI result, any version: 0.1/0.2 (ip4)
     or 0.3 and later (ips, preferring an address on the pod's side)."""
+    import ipaddress
     dns = result.get("dns") if isinstance(result.get("dns"), dict) else {}
     cidr = gateway = None
     if isinstance(result.get("ip4"), dict):

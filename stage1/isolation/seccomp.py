@@ -39,7 +39,7 @@ The lists are data, written out below from rkt's seccomp_wildcards.go
 (Docker's default profile of 2016, which rkt kept as its own).
 """
 import errno
-import platform
+import os
 
 from stage1.engine import native
 from stage1.pod.errors import ManifestError
@@ -112,7 +112,7 @@ DOCKER_DEFAULT_BLACKLIST = (
 RKT_ARM_WHITELIST = ("arm_fadvise64_64", "arm_sync_file_range", "breakpoint", "cacheflush",
                      "set_tls", "sync_file_range2")
 
-_ARM = platform.machine().startswith(("arm", "aarch64"))
+_ARM = os.uname().machine.startswith(("arm", "aarch64"))   # platform.machine()
 RKT_DEFAULT_WHITELIST = DOCKER_DEFAULT_WHITELIST + (RKT_ARM_WHITELIST if _ARM else ())
 RKT_DEFAULT_BLACKLIST = DOCKER_DEFAULT_BLACKLIST
 

@@ -38,6 +38,10 @@ class PodDir:
     def app_dir(self, name):
         return self._stage2 + name
 
+    def has_app_dirs(self):
+        """Is there opt/stage2, where rkt puts each app's directory?"""
+        return os.path.isdir(self._stage2)
+
     def app_root(self, name):
         return self._stage2 + name + "/rootfs"
 

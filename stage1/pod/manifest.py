@@ -113,10 +113,10 @@ class _Reader:
         return value
 
     def array(self, obj, key, path):
-        value = obj.get(key, [])
+        value = obj.get(key)
         if value is None:
-            return []
-        if not isinstance(value, list):
+            return ()
+        if type(value) is not list:
             self.fail(_join(path, key), "must be a list")
         return value
 
@@ -136,6 +136,9 @@ class _Reader:
     def name_value_list(self, obj, key, path, name_pattern, what):
         """annotations / environment: a list of {name, value}, names unique."""
         out = {}
+        if not obj.get(key):
+            self.array(obj, key, path)       # none, or not even a list
+            return out
         for i, item in enumerate(self.array(obj, key, path)):
             where = "%s[%d]" % (_join(path, key), i)
             self.obj(item, where)
@@ -220,7 +223,8 @@ def parse_pod(data, source="pod", images=None):
 
     `images` (a pod.directory.PodDir) gives each app's image manifest:
     `image_app(name)` -> (app object, annotations, source) for apps the pod
-    manifest gives no `app` section, `image_annotations(name)` -> {}."""
+    manifest gives no `app` section, `image_annotations(name)` -> {},
+    `has_app_dirs()` whether any app has a directory at all."""
     r = _Reader(source)
     if isinstance(data, (bytes, str)):
         doc = load_json(data, source)
@@ -246,8 +250,11 @@ def parse_pod(data, source="pod", images=None):
     pod_annotations(r, pod)
     pod.apps = []
     names = set()
+    # No opt/stage2 at all (a pod directory of stage1's own, not rkt's): no
+    # app has an image manifest to look in, and a thousand need not try.
+    look_up = images is not None and images.has_app_dirs()
     for i, item in enumerate(doc["apps"]):
-        app = parse_runtime_app(r, item, "apps[%d]" % i, images)
+        app = parse_runtime_app(r, item, "apps[%d]" % i, images, look_up)
         if app.name in names:
             r.fail("apps[%d].name" % i, "duplicate app name %r" % app.name)
         names.add(app.name)
@@ -257,8 +264,10 @@ def parse_pod(data, source="pod", images=None):
     return pod
 
 
-def parse_runtime_app(r, item, path, images=None):
-    """One RuntimeApp: name, image, app (or the image's), mounts, annotations."""
+def parse_runtime_app(r, item, path, images=None, look_up=True):
+    """One RuntimeApp: name, image, app (or the image's), mounts, annotations.
+    look_up: whether the image manifest may say something of an app that
+    has an app section (false when no app has one)."""
     r.obj(item, path)
     app = AppSpec()
     app.name = r.string(r.required(item, "name", path), path + ".name", AC_NAME, "an AC name")
@@ -279,7 +288,8 @@ def parse_runtime_app(r, item, path, images=None):
         reader, where = _Reader(source), "app"
         for key, value in image_annotations.items():
             app.annotations.setdefault(key, value)
-    elif images is not None and not {"stage1/notify", SUPPORTS_NOTIFY} & set(app.annotations):
+    elif images is not None and look_up and "stage1/notify" not in app.annotations and \
+            SUPPORTS_NOTIFY not in app.annotations:
         # appc's notify annotation lives in the image manifest, and rkt puts
         # an app section in every RuntimeApp, so the image's annotations
         # are not merged in: this one is looked up there.
@@ -350,7 +360,9 @@ def pod_annotations(r, pod):
 
 # Annotations other than stage1/ ones that app_annotations reads.
 _READ_TOO = frozenset((SUPPORTS_NOTIFY, "coreos.com/rkt/stage2/stdout"))
-_DEFAULTS = []      # [(field, value)] for an app that has none of them (filled once)
+_DEFAULTS = []      # [what an app that has none of them gets] (filled once)
+_SCALAR_FIELDS = ("restart", "stop_signal", "stop_timeout", "notify", "is_init", "log_mode",
+                  "log_limits", "health", "log_copy", "inherit_environment", "signal_group")
 
 
 def app_annotations(r, app, path):
@@ -363,9 +375,11 @@ def app_annotations(r, app, path):
             plain = AppSpec()
             plain.annotations = {}
             _read_app_annotations(r, plain, path)
-            _DEFAULTS.extend((f, getattr(plain, f)) for f in ANNOTATION_FIELDS)
-        for field, value in _DEFAULTS:
-            setattr(app, field, list(value) if type(value) is list else value)
+            _DEFAULTS.append(tuple(getattr(plain, f) for f in _SCALAR_FIELDS))
+        (app.restart, app.stop_signal, app.stop_timeout, app.notify, app.is_init,
+         app.log_mode, app.log_limits, app.health, app.log_copy, app.inherit_environment,
+         app.signal_group) = _DEFAULTS[0]
+        app.after, app.after_started, app.after_completed = [], [], []
         return
     _read_app_annotations(r, app, path)
 
@@ -526,15 +540,21 @@ def check_order(specs, known=()):
     completion is refused."""
     names = {a.name for a in specs} | set(known)
     restarts = {a.name: a.restart for a in specs}
+    ordered = False
     for app in specs:
+        if not (app.after or app.after_started or app.after_completed):
+            continue
+        ordered = True
         for field, annotation in AFTER_KINDS:
-            where = 'apps[%d].annotations["%s"]' % (app.index, annotation)
             for dep in getattr(app, field):
+                where = 'apps[%d].annotations["%s"]' % (app.index, annotation)
                 if dep not in names:
                     raise ManifestError("pod", where, "no app named %r" % dep)
                 if field == "after_completed" and restarts.get(dep) == "always":
                     raise ManifestError("pod", where, "%r restarts always "
                                         "(stage1/restart-policy): it never completes" % dep)
+    if not ordered:
+        return       # no app of these comes after another: no new cycle
     graph = dict(known) if isinstance(known, dict) else {}
     graph.update((a.name, dependencies(a)) for a in specs)
     cycle = order.find_cycle(graph)

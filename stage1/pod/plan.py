@@ -59,7 +59,8 @@ def make(pod, poddir, opts, stdin_fd):
     if grace is None:
         grace = 10.0 if opts.grace is None else opts.grace
     looked_up = {}       # apps of one root share their users: one look-up each
-    apps = [plan_app(spec, poddir, stdin_fd, looked_up) for spec in pod.apps]
+    roots = poddir.has_app_dirs()    # none at all: every app runs in "/"
+    apps = [plan_app(spec, poddir, stdin_fd, looked_up, roots) for spec in pod.apps]
     return Plan(pod, apps, pod.exit_policy, pod.backoff, grace, stdin_fd)
 
 
@@ -79,11 +80,12 @@ def app_environment(spec):
     return env
 
 
-def plan_app(spec, poddir, stdin_fd, looked_up=None):
+def plan_app(spec, poddir, stdin_fd, looked_up=None, roots=True):
     """One validated app -> a supervisor.App (credentials resolved).
-    looked_up: (value, root, table) -> id, shared by the apps of one plan."""
-    root = poddir.app_root(spec.name)
-    root = root if os.path.isdir(root) else "/"
+    looked_up: (value, root, table) -> id, shared by the apps of one plan;
+    roots: false when no app has a directory (no root to look for)."""
+    root = poddir.app_root(spec.name) if roots else "/"
+    root = root if root == "/" or os.path.isdir(root) else "/"
     ids = {}
     looked_up = {} if looked_up is None else looked_up
     for key, table in (("user", "passwd"), ("group", "group")):

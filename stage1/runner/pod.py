@@ -13,6 +13,7 @@ The steps, in order, so that bad input never leaves half a pod:
   3. supervise the apps, with the live pod around them (live/runtime.py),
                until the pod ends.
 """
+import gc
 import os
 import sys
 import time
@@ -30,6 +31,10 @@ EXIT_FAILURE = 254
 
 
 def run(poddir, opts):
+    # Planning and starting a pod of a thousand apps makes some hundred
+    # thousand objects and no garbage: the collector would only walk them,
+    # over and over, while the apps wait.  It comes back once they run.
+    gc.disable()
     log = Log(opts.verbose)
     for flag, value in opts.flags.items():
         log.debug("run flag %s=%s accepted" % (flag, value))
@@ -112,6 +117,7 @@ def run_isolated(the_plan, poddir, opts, log):
     pid, ready_fd = forked
     if pid == 0:
         host.in_child(lambda: pod_init(the_plan, poddir, opts, ready_fd, sigfd, signals))
+    gc.enable()
     written = host.record(poddir, pid, ready_fd, log)
     code = host.wait_passing_signals(sigfd, pid)
     iso.remove_cgroups(log)
@@ -202,9 +208,18 @@ def supervise(the_plan, poddir, opts, log, sigfd, signals, pid=None, before_star
     pod_status.flush()
     if before_start is not None:
         before_start()
+    loop.call_later(0, _started)        # the loop's first turn: every app has started
     code = sup.run()
     live.close()
     return code
+
+
+def _started():
+    """What the plan and the start made lives as long as the pod: frozen,
+    it is out of every later collection (a turn's garbage is collected
+    without walking a thousand apps), and the collector is on again."""
+    gc.freeze()
+    gc.enable()
 
 
 def add_app(poddir, sup, name, runtime_app, stdin_fd, isolation=None):

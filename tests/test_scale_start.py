@@ -1,0 +1,113 @@
+"""A start pass of many apps (issue 14): the init builds every request,
+then spawns them all in one native call (s1_spawn_each) and does the
+bookkeeping of each app after, so that nothing of the interpreter runs
+between one child's exec and the next spawn.
+
+Here: what that call answers for each request, failures in the middle
+included; that in a real pod each app's process is that app's (the
+results are matched to the right apps); that apps with log pipes are
+handed over in small batches, so a pod needs hardly more fds than one app
+at a time did; and that the defaults an app without stage1 annotations
+gets are what reading its (absent) annotations gives.
+"""
+import errno
+import os
+import resource
+import time
+
+from livehelpers import app, wait_for
+from livehelpers import live, liveroot  # noqa: F401  (fixtures)
+from stage1.engine import native, spawn, supervisor
+from stage1.pod import manifest
+
+SLEEP = ["/bin/sleep", "1000"]
+
+
+def _reap(pid):
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def test_spawn_each_answers_for_every_request_in_order_failures_included(tmp_path):
+    signals = spawn.SignalState(0, 0)
+    launches = [spawn.Launch(["/bin/sh", "-c", "exit 3"], []),
+                spawn.Launch([str(tmp_path / "missing")], []),
+                spawn.Launch(["sh", "-c", "exit 4"], ["PATH=/bin:/usr/bin"], path="/bin:/usr/bin"),
+                spawn.Launch(["/bin/true"], [], cwd=str(tmp_path / "no-such-dir"))]
+    before = time.time()
+    results = native.spawn_each([spawn.request(l, signals) for l in launches])
+    after = time.time()
+    assert len(results) == 4
+    (pid1, t1), (none2, err2), (pid3, t3), (none4, err4) = results
+    assert none2 is None and none4 is None
+    assert isinstance(err2, native.SpawnError) and err2.step == native.STEP_EXEC
+    assert err2.errno == errno.ENOENT and "missing" in str(err2)
+    assert err4.step == native.lib.S1_STEP_CHDIR and err4.errno == errno.ENOENT
+    assert before <= t1 <= t3 <= after
+    # Each pid is the process of its own request.
+    assert (_reap(pid1), _reap(pid3)) == (3, 4)
+
+
+def test_spawn_each_of_nothing_spawns_nothing():
+    assert native.spawn_each([]) == []
+
+
+def test_each_app_of_a_batch_runs_as_itself(live):
+    """300 apps started in one pass: the pid the init records for each is a
+    process whose environment names that app (AC_APP_NAME)."""
+    n = 300
+    pod = live([app("app%03d" % i, SLEEP) for i in range(n)])
+    wait_for(lambda: len([s for s, *_ in pod.apps().values() if s == "running"]) == n,
+             timeout=60, what="%d apps running" % n)
+    seen = set()
+    for name, (state, pid, ready, _restarts) in pod.apps().items():
+        with open("/proc/%d/environ" % pid, "rb") as f:
+            env = f.read().split(b"\0")
+        assert ("AC_APP_NAME=%s" % name).encode() in env, name
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            assert f.read().split(b"\0")[:2] == [b"/bin/sleep", b"1000"]
+        seen.add(pid)
+    assert len(seen) == n
+    started = [e for e in pod.events() if e["event"] == "started"]
+    assert [e["app"] for e in started] == ["app%03d" % i for i in range(n)]
+    assert [e["time"] for e in started] == sorted(e["time"] for e in started)
+
+
+def test_logged_apps_start_with_hardly_more_fds_than_one_at_a_time(live):
+    """Each app logging with a prefix keeps two pipes' read ends in the
+    init; their write ends stay open only until the spawn.  The batches
+    are cut at SPAWN_BATCH_FDS of those, so a pod of n such apps starts
+    with a soft limit of 2n + SPAWN_BATCH_FDS + what the init itself holds."""
+    n = 120
+    limit = 2 * n + supervisor.SPAWN_BATCH_FDS + 40
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    apps = [app("app%03d" % i, ["/bin/sh", "-c", "echo up; exec sleep 1000"],
+                annotations={"stage1/log": "prefix"}) for i in range(n)]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+    try:
+        pod = live(apps)                   # the init inherits the limit
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    wait_for(lambda: not pod.run.alive() or
+             len([s for s, *_ in pod.apps().values() if s == "running"]) == n,
+             timeout=60, what="%d logged apps running" % n)
+    assert pod.run.alive(), pod.run.stderr()[-2000:]
+    assert "Too many open files" not in pod.run.stderr()
+
+
+def test_an_app_without_stage1_annotations_gets_what_reading_them_gives():
+    r = manifest._Reader("pod")
+    for annotations in ({}, {"example.com/owner": "me", "coreos.com/rkt/stage2/stdin": "true"}):
+        fast, full = manifest.AppSpec(), manifest.AppSpec()
+        fast.annotations, full.annotations = dict(annotations), dict(annotations)
+        manifest.app_annotations(r, fast, "apps[0]")
+        manifest._read_app_annotations(r, full, "apps[0]")
+        for field in manifest.ANNOTATION_FIELDS:
+            assert getattr(fast, field) == getattr(full, field), field
+    # The lists are the app's own: one app's `after` is not another's.
+    one, two = manifest.AppSpec(), manifest.AppSpec()
+    one.annotations, two.annotations = {}, {}
+    manifest.app_annotations(r, one, "apps[0]")
+    manifest.app_annotations(r, two, "apps[1]")
+    one.after.append("x")
+    assert two.after == []
