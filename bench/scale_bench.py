@@ -6,10 +6,13 @@ programs and the Python floor (below) run as PID 1 of a fresh PID
 namespace (`unshare --pid --fork --mount-proc`), in the same run, rounds
 rotating which goes first; medians of the rounds.
 
-  all running      from spawning unshare until every app has exec'd (its
-                   comm is `sleep`; the init's children are read from /proc
-                   every millisecond); supervisord with startsecs=0.
-  init CPU, start  the init's own CPU time (schedstat) at that moment.
+  all running      from spawning unshare until the last app has exec'd:
+                   the time the kernel stamped on that exec, from its process
+                   events (harness.ExecWatch: the proc connector), counting
+                   the init's children that exec'd `sleep`; supervisord with
+                   startsecs=0.
+  init CPU, start  the init's own CPU time (schedstat) once the bench has
+                   seen that last exec.
   init RSS         VmRSS of the init once the apps run and it has settled.
   status answer    one `{"op": "status"}` on POD/stage1.sock, read to its
                    newline: its size, the time until it has all arrived,
@@ -125,14 +128,28 @@ class Row:
         raise NotImplementedError
 
     def measure(self, settings):
-        t0 = time.perf_counter()
-        unshare = harness.spawn(harness.UNSHARE + self.argv(), stderr_path=self.stderr_path)
-        self.init = None
+        argv = harness.UNSHARE + self.argv()
+        watch = harness.ExecWatch()
         try:
+            t0 = time.monotonic_ns()
+            unshare = harness.spawn(argv, stderr_path=self.stderr_path)
+            self.init = None
             self.init = harness.wait_until("the init of %s" % self.label,
                                            lambda: next(iter(harness.children(unshare)), None))
-            self._wait_all_running()
-            out = {"running": time.perf_counter() - t0, "start_cpu": harness.cpu_ns(self.init) / 1e9}
+            try:
+                execs = watch.wait_execs(self.init, APP_COMM, self.n, START_TIMEOUT,
+                                         "%d apps of %s" % (self.n, self.label))
+            except BenchError as err:
+                raise BenchError("%s (stderr: %s)" % (err, self.tail()))
+            out = {"running": (execs[-1][0] - t0) / 1e9,
+                   "start_cpu": harness.cpu_ns(self.init) / 1e9}
+        except BaseException:
+            if "unshare" in locals():
+                harness.end_namespace(unshare, self.init)
+            raise
+        finally:
+            watch.close()
+        try:
             time.sleep(settings["settle"])
             self.ready()
             out["rss_kib"] = harness.rss_kib(self.init)
