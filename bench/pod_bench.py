@@ -6,9 +6,10 @@ Both inits run as PID 1 of a fresh PID namespace (`unshare --pid --fork
 apps are `sleep 1000`: a process that honours SIGTERM at once and costs
 nothing while it runs, so every figure is the init's own.
 
-  all running   from spawning unshare until every app has exec'd: the bench
-                reads the init's children from /proc (one read a
-                millisecond) and counts those whose comm is `sleep`.  This
+  all running   from spawning unshare until the last app has exec'd: the
+                time the kernel stamped on that exec, from its process
+                events (harness.ExecWatch), counting the init's children
+                that exec'd `sleep`.  This
                 is the same event for both inits, whatever they call
                 "running" (supervisord's RUNNING needs `startsecs`, set to
                 0 here so that it is not the one held back).
@@ -127,14 +128,21 @@ def _supervisord_argv(tmp):
 def one_run(label, init_argv, tmp, settings):
     """{running, rss_kib, stopped, exited} of one start, settle, stop."""
     stderr_path = os.path.join(tmp, "%s.stderr" % label.replace(" ", "_"))
-    t0 = time.perf_counter()
+    watch = harness.ExecWatch()
+    t0 = time.monotonic_ns()
     unshare = harness.spawn(harness.UNSHARE + init_argv, stderr_path=stderr_path)
     init = None
     try:
         init = harness.wait_until("the init of %s" % label,
                                   lambda: next(iter(harness.children(unshare)), None))
-        apps = _wait_all_running(label, init, stderr_path)
-        running = time.perf_counter() - t0
+        try:
+            execs = watch.wait_execs(init, APP_COMM, APPS, 30.0, "%d apps of %s" % (APPS, label))
+        except BenchError as err:
+            raise BenchError("%s (stderr: %s)" % (err, _tail(stderr_path)))
+        finally:
+            watch.close()
+        running = (execs[-1][0] - t0) / 1e9
+        apps = [pid for _, pid in execs]
         time.sleep(settings["settle"])
         if len(_running_apps(init, {})) != APPS:
             raise BenchError("%s: apps ended while the pod should run (stderr: %s)"
@@ -173,17 +181,6 @@ def _running_apps(init, seen):
         if pid in seen:
             out.append(pid)
     return out
-
-
-def _wait_all_running(label, init, stderr_path):
-    seen = {}
-    try:
-        return harness.wait_until("%d apps of %s" % (APPS, label),
-                                  lambda: len(_running_apps(init, seen)) >= APPS and
-                                  _running_apps(init, seen), timeout=30.0)
-    except BenchError:
-        raise BenchError("%s: %d of %d apps running after 30 s (stderr: %s)"
-                         % (label, len(_running_apps(init, seen)), APPS, _tail(stderr_path)))
 
 
 def _alive(pid):
