@@ -164,19 +164,11 @@ def one_run(label, init_argv, tmp, settings):
     return {"running": running, "rss_kib": rss, "stopped": stopped, "exited": exited}
 
 
-def _comm(pid):
-    try:
-        with open("/proc/%d/comm" % pid, "rb") as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
 def _running_apps(init, seen):
     """Pids of the init's children that have exec'd the app; `seen` caches them."""
     out = []
     for pid in harness.children(init):
-        if pid not in seen and _comm(pid) == APP_COMM:
+        if pid not in seen and harness.comm_of(pid) == APP_COMM:
             seen[pid] = True
         if pid in seen:
             out.append(pid)
@@ -235,8 +227,8 @@ def report(results, settings):
         "- %s: the project's interpreter posix_spawning the %d apps in a loop, then passing "
         "SIGTERM on and reaping them; what spawning them one by one costs on this machine, "
         "not a peer." % (FLOOR, APPS),
-        "- all running: from spawning `unshare` until every app has exec'd (its comm is "
-        "`sleep` in /proc), read every millisecond; supervisord with `startsecs=0`.",
+        "- all running: from spawning `unshare` to the kernel's time stamp on the last app's "
+        "exec (its process events, the proc connector); supervisord with `startsecs=0`.",
         "- init RSS: VmRSS of the init %.1f s after all apps run." % settings["settle"],
         "- all stopped: from SIGTERM to the init until no app is alive; init exit: until the "
         "init has reaped everything and exited.",

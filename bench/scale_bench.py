@@ -58,7 +58,7 @@ SUPERVISORD = "/usr/bin/supervisord"
 
 APP_ARGV = ["sleep", "1000"]
 APP_COMM = b"sleep"
-FULL = {"sizes": (100, 400, 1600), "rounds": 3, "restarts": 40, "settle": 0.5}
+FULL = {"sizes": (100, 400, 1600), "rounds": 5, "restarts": 40, "settle": 0.5}
 QUICK = {"sizes": (25, 100, 400), "rounds": 1, "restarts": 10, "settle": 0.3}
 START_TIMEOUT = 120.0       # s: supervisord at 1600 takes about 13 s here
 STOP_TIMEOUT = 60.0
@@ -192,7 +192,7 @@ class Row:
         seen = {} if seen is None else seen
         out = []
         for pid in harness.children(self.init):
-            if pid not in seen and _comm(pid) == APP_COMM:
+            if pid not in seen and harness.comm_of(pid) == APP_COMM:
                 seen[pid] = True
             if pid in seen:
                 out.append(pid)
@@ -252,14 +252,6 @@ class Row:
                 os.close(fd)
         return {"stopped": last_exit - t1, "reaped": last_reap - t1, "exited": init_exit - t1,
                 "gap": init_exit - last_reap}
-
-
-def _comm(pid):
-    try:
-        with open("/proc/%d/comm" % pid, "rb") as f:
-            return f.read().strip()
-    except OSError:
-        return None
 
 
 def _wait_exit(label, unshare):
