@@ -15,6 +15,7 @@ import os
 import resource
 import time
 
+import podhelpers
 from livehelpers import app, wait_for
 from livehelpers import live, liveroot  # noqa: F401  (fixtures)
 from stage1.engine import native, spawn, supervisor
@@ -73,21 +74,24 @@ def test_each_app_of_a_batch_runs_as_itself(live):
     assert [e["time"] for e in started] == sorted(e["time"] for e in started)
 
 
-def test_logged_apps_start_with_hardly_more_fds_than_one_at_a_time(live):
+def test_logged_apps_start_with_hardly_more_fds_than_one_at_a_time(live, tmp_path, monkeypatch):
     """Each app logging with a prefix keeps two pipes' read ends in the
     init; their write ends stay open only until the spawn.  The batches
     are cut at SPAWN_BATCH_FDS of those, so a pod of n such apps starts
-    with a soft limit of 2n + SPAWN_BATCH_FDS + what the init itself holds."""
+    with a limit (soft and hard) of 2n + SPAWN_BATCH_FDS + what the init
+    itself holds."""
     n = 120
     limit = 2 * n + supervisor.SPAWN_BATCH_FDS + 40
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     apps = [app("app%03d" % i, ["/bin/sh", "-c", "echo up; exec sleep 1000"],
                 annotations={"stage1/log": "prefix"}) for i in range(n)]
-    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
-    try:
-        pod = live(apps)                   # the init inherits the limit
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    # The hard limit too (the init raises its soft limit up to the hard
+    # one), set for the init alone: this process could not raise it again.
+    wrapper = tmp_path / "stage1-limited"
+    wrapper.write_text('#!/bin/sh\nexec prlimit --nofile=%d:%d %s "$@"\n'
+                       % (limit, limit, podhelpers.STAGE1))
+    wrapper.chmod(0o755)
+    monkeypatch.setattr(podhelpers, "STAGE1", str(wrapper))
+    pod = live(apps)
     wait_for(lambda: not pod.run.alive() or
              len([s for s, *_ in pod.apps().values() if s == "running"]) == n,
              timeout=60, what="%d logged apps running" % n)
@@ -111,3 +115,33 @@ def test_an_app_without_stage1_annotations_gets_what_reading_them_gives():
     manifest.app_annotations(r, two, "apps[1]")
     one.after.append("x")
     assert two.after == []
+
+
+def _limits(pid):
+    with open("/proc/%d/limits" % pid) as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                return tuple(int(v) for v in line.split()[3:5])
+
+
+def test_a_pod_of_many_logged_apps_is_not_bound_by_the_soft_fd_limit(live):
+    """The init raises its own soft limit on open files to the hard one
+    (two pipes' read ends per logged app stay open in it), and gives every
+    app the limit it was given itself."""
+    n = 200
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    low = 256                              # less than the 2n read ends the init keeps
+    apps = [app("app%03d" % i, ["/bin/sh", "-c", "echo up; exec sleep 1000"],
+                annotations={"stage1/log": "prefix"}) for i in range(n)]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
+    try:
+        pod = live(apps)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    wait_for(lambda: not pod.run.alive() or
+             len([s for s, *_ in pod.apps().values() if s == "running"]) == n,
+             timeout=60, what="%d logged apps running" % n)
+    assert pod.run.alive(), pod.run.stderr()[-2000:]
+    assert _limits(pod.run.init_pid) == (hard, hard)
+    for name, (state, pid, *_rest) in list(pod.apps().items())[:20]:
+        assert _limits(pid) == (low, hard), name

@@ -49,6 +49,7 @@ def run(poddir, opts):
     if the_plan.isolation.isolated:
         return run_isolated(the_plan, poddir, opts, log)
     sigfd, signals = init.become_init()
+    _raise_nofile(signals, log)
     _keep_lock_fd(log)
     init.set_title("stage1 run: %s" % os.path.basename(poddir.path))
     try:
@@ -91,6 +92,21 @@ def report_unapplied(the_plan, log):
             log.warn("%s (%s) is not applied: %s" % (name, where, why))
 
 
+def _raise_nofile(signals, log):
+    """The init of a pod holds pipes for every logged app (two read ends
+    each) and sockets besides: its soft limit on open files goes up to
+    the hard one, as systemd raises its own, and every app gets the limit
+    the init was given (SignalState.nofile), not the raised one."""
+    import resource
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            signals.nofile = (soft, hard)
+    except (OSError, ValueError) as err:
+        log.debug("open-files limit left as it is: %s" % err)
+
+
 def _keep_lock_fd(log):
     """rkt's RKT_LOCK_FD stays open (and locked) in the init, never in apps."""
     fd = os.environ.get("RKT_LOCK_FD")
@@ -109,6 +125,7 @@ def run_isolated(the_plan, poddir, opts, log):
     iso = the_plan.isolation
     sigfd, mask, ignored = native.take_signals()
     signals = spawn.SignalState(mask, ignored)
+    _raise_nofile(signals, log)
     _keep_lock_fd(log)
     init.set_title("stage1 run: %s" % os.path.basename(poddir.path))
     forked = host.fork_pod(iso, log)
