@@ -324,6 +324,62 @@ def _kill(how, pid):
 WORKDIR_BASE = "/dev/shm"
 
 
+# The Python floor of the pod suites: the interpreter posix_spawning n apps
+# in a loop, then passing SIGTERM on and reaping them, and nothing else.
+FLOOR_CODE = """
+import os, signal, sys
+argv = sys.argv[2:]
+pids = [os.posix_spawn(argv[0], argv, {}) for _ in range(int(sys.argv[1]))]
+# PID 1 of a namespace ignores a SIGTERM it has no handler for: blocked
+# after the spawns (which would hand the mask on), it waits in the queue.
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
+signal.sigwait([signal.SIGTERM])
+for pid in pids:
+    os.kill(pid, signal.SIGTERM)
+for pid in pids:
+    os.waitpid(pid, 0)
+"""
+
+
+def floor_argv(python, n, app_argv):
+    """The floor's command line: `python` running n apps `app_argv`."""
+    import shutil
+    return [python, "-c", FLOOR_CODE, str(n), shutil.which(app_argv[0])] + list(app_argv[1:])
+
+
+def settled_cpu_ns(pid, quiet, poll, timeout=30.0):
+    """pid's CPU time (ns) once it has been idle for `quiet` seconds,
+    looked at every `poll` seconds."""
+    last, since = cpu_ns(pid), time.monotonic()
+    deadline = since + timeout
+    while time.monotonic() < deadline:
+        time.sleep(poll)
+        now = cpu_ns(pid)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return now
+    raise BenchError("pid %d kept using CPU for %.0f s" % (pid, timeout))
+
+
+def wait_exit(label, pid, timeout=30.0):
+    """The exit code of child pid (an unshare), once it has exited."""
+    def reaped():
+        got, status = os.waitpid(pid, os.WNOHANG)
+        return (os.waitstatus_to_exitcode(status),) if got else None
+    return wait_until("%s to exit" % label, reaped, timeout=timeout)[0]
+
+
+def descendants(pid):
+    """Every process below pid, from /proc."""
+    out, todo = [], [pid]
+    while todo:
+        for child in children(todo.pop()):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
 class ExecWatch:
     """Every exec on the machine, with the time the kernel stamped it
     (CLOCK_MONOTONIC, time.monotonic_ns's clock), from the proc connector

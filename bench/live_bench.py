@@ -75,15 +75,6 @@ for _ in range(mb):
 
 # -- processes ------------------------------------------------------------------
 
-def descendants(pid):
-    out, todo = [], [pid]
-    while todo:
-        for child in harness.children(todo.pop()):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
 def kill_tree(pid):
     """SIGSTOP pid so it restarts nothing, SIGKILL everything below it, then it."""
     try:
@@ -91,7 +82,7 @@ def kill_tree(pid):
     except ProcessLookupError:
         return
     for _ in range(100):
-        below = descendants(pid)
+        below = harness.descendants(pid)
         if not below:
             break
         for p in below:

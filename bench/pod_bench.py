@@ -52,19 +52,6 @@ TARGET_STOPPED = 0.5        # s
 
 
 FLOOR = "Python floor"
-FLOOR_CODE = """
-import os, signal, sys
-argv = sys.argv[2:]
-pids = [os.posix_spawn(argv[0], argv, {}) for _ in range(int(sys.argv[1]))]
-# PID 1 of a namespace ignores a SIGTERM it has no handler for: blocked
-# after the spawns (which would hand the mask on), it waits in the queue.
-signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
-signal.sigwait([signal.SIGTERM])
-for pid in pids:
-    os.kill(pid, signal.SIGTERM)
-for pid in pids:
-    os.waitpid(pid, 0)
-"""
 
 
 def run(quick=False, log=print):
@@ -103,9 +90,7 @@ def _stage1_argv(tmp):
 
 
 def _floor_argv(tmp):
-    import shutil
-    python = os.path.join(VENV, "bin", "python")
-    return [python, "-c", FLOOR_CODE, str(APPS), shutil.which(APP_ARGV[0])] + APP_ARGV[1:]
+    return harness.floor_argv(os.path.join(VENV, "bin", "python"), APPS, APP_ARGV)
 
 
 def _supervisord_argv(tmp):
@@ -152,7 +137,7 @@ def one_run(label, init_argv, tmp, settings):
         os.kill(init, signal.SIGTERM)
         _wait_gone(label, apps)
         stopped = time.perf_counter() - t1
-        status = _wait_exit(label, unshare)
+        status = harness.wait_exit(label, unshare)
         exited = time.perf_counter() - t1
         unshare = None
     finally:
@@ -191,13 +176,6 @@ def _wait_gone(label, pids):
         left[:] = [p for p in left if _alive(p)]
         return not left
     harness.wait_until("every app of %s to stop" % label, gone, timeout=30.0)
-
-
-def _wait_exit(label, unshare):
-    def reaped():
-        pid, status = os.waitpid(unshare, os.WNOHANG)
-        return (os.waitstatus_to_exitcode(status),) if pid else None
-    return harness.wait_until("%s to exit" % label, reaped, timeout=30.0)[0]
 
 
 def _tail(path):

@@ -203,16 +203,7 @@ def _answering(init, ports):
                 return False
     except OSError:
         return False
-    return any(b"while :" in _cmdline(p) for p in _descendants(init))
-
-
-def _descendants(pid):
-    out, todo = [], [pid]
-    while todo:
-        for child in harness.children(todo.pop()):
-            out.append(child)
-            todo.append(child)
-    return out
+    return any(b"while :" in _cmdline(p) for p in harness.descendants(init))
 
 
 def _cmdline(pid):

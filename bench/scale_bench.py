@@ -42,7 +42,6 @@ costs on this machine, not a peer.  Its "stop+reap" is its all reaped.
 import json
 import os
 import select
-import shutil
 import signal
 import socket
 import sys
@@ -71,19 +70,6 @@ TARGET_EXIT_AFTER_REAP = 0.100   # s
 TARGET_RESTART = 1.3        # x the restart CPU at the smallest N
 TARGET_RSS_KIB = 24 * 1024
 
-FLOOR_CODE = """
-import os, signal, sys
-argv = sys.argv[2:]
-pids = [os.posix_spawn(argv[0], argv, {}) for _ in range(int(sys.argv[1]))]
-# PID 1 of a namespace ignores a SIGTERM it has no handler for: blocked
-# after the spawns (which would hand the mask on), it waits in the queue.
-signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
-signal.sigwait([signal.SIGTERM])
-for pid in pids:
-    os.kill(pid, signal.SIGTERM)
-for pid in pids:
-    os.waitpid(pid, 0)
-"""
 
 
 def run(quick=False, log=print, settings=None):
@@ -161,7 +147,7 @@ class Row:
                 raise BenchError("%s: %d of %d apps running before the stop (stderr: %s)"
                                  % (self.label, len(apps), self.n, self.tail()))
             out.update(self._stop(apps))
-            code = _wait_exit(self.label, unshare)
+            code = harness.wait_exit(self.label, unshare)
             unshare = None
         finally:
             if unshare is not None:
@@ -254,25 +240,9 @@ class Row:
                 "gap": init_exit - last_reap}
 
 
-def _wait_exit(label, unshare):
-    def reaped():
-        pid, status = os.waitpid(unshare, os.WNOHANG)
-        return (os.waitstatus_to_exitcode(status),) if pid else None
-    return harness.wait_until("%s to exit" % label, reaped, timeout=30.0)[0]
-
-
-def _settled_cpu(pid, quiet=0.03, timeout=30.0):
-    """pid's CPU time (s) once it has been idle for `quiet` seconds."""
-    last, since = harness.cpu_ns(pid), time.monotonic()
-    deadline = since + timeout
-    while time.monotonic() < deadline:
-        time.sleep(0.005)
-        now = harness.cpu_ns(pid)
-        if now != last:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since >= quiet:
-            return now / 1e9
-    raise BenchError("pid %d kept using CPU for %.0f s" % (pid, timeout))
+def _settled_cpu(pid):
+    """pid's CPU time (s) once it has been idle for 30 ms."""
+    return harness.settled_cpu_ns(pid, quiet=0.03, poll=0.005) / 1e9
 
 
 # -- stage1 ---------------------------------------------------------------------------
@@ -425,7 +395,7 @@ class FloorRow(Row):
     label = FLOOR
 
     def argv(self):
-        return [PYTHON, "-c", FLOOR_CODE, str(self.n), shutil.which(APP_ARGV[0])] + APP_ARGV[1:]
+        return harness.floor_argv(PYTHON, self.n, APP_ARGV)
 
 
 # -- the report -----------------------------------------------------------------------

@@ -347,12 +347,11 @@ def request(candidates, argv, env, *, fd_map=None, close_fds=False,
         req.no_new_privs = 1
     if seccomp is not None:
         req.seccomp_prog, req.seccomp_len = seccomp.data, seccomp.length
+        keep.append(seccomp)
     if sigmask:
         req.sigmask = sigmask
     if sigign:
         req.sigign = sigign
-    if seccomp is not None:
-        keep.append(seccomp)
     return req, keep, (os.fsdecode(argv[0]) if argv else "?",
                        {lib.S1_STEP_CHDIR: cwd, lib.S1_STEP_CHROOT: root,
                         lib.S1_STEP_PIVOT_ROOT: root})

@@ -20,14 +20,14 @@ _PYTHON_IGNORED = (1 << (13 - 1)) | (1 << (25 - 1))
 
 class SignalState:
     """What the init inherited, to hand on to apps unchanged: the signal
-    mask and ignored signals, and (once a pod's init has raised its own)
-    the open-files limit, as (soft, hard)."""
-    __slots__ = ("mask", "ignored", "nofile")
+    mask and ignored signals, and the resource limits it has raised for
+    itself, as rlimits ((resource, soft, hard), ...) to give back."""
+    __slots__ = ("mask", "ignored", "rlimits")
 
     def __init__(self, mask, ignored):
         self.mask = mask
         self.ignored = ignored & ~_PYTHON_IGNORED
-        self.nofile = None
+        self.rlimits = ()
 
 
 class Launch:
@@ -78,16 +78,17 @@ def request(launch, signals, **extra):
     return native.request(launch.candidates(), launch.argv, launch.env, **options)
 
 
-RLIMIT_NOFILE = 7
-
-
 def _options(launch, signals, extra):
     options = dict(launch.options)
     options.update(extra)
-    if signals.nofile is not None:
-        limits = list(options.get("rlimits") or ())
-        if not any(r[0] == RLIMIT_NOFILE for r in limits):
-            options["rlimits"] = limits + [(RLIMIT_NOFILE,) + signals.nofile]
+    if signals.rlimits:
+        own = options.get("rlimits")
+        if not own:
+            options["rlimits"] = signals.rlimits
+        else:               # what the launch sets itself wins
+            given = {r[0] for r in own}
+            options["rlimits"] = tuple(own) + tuple(r for r in signals.rlimits
+                                                    if r[0] not in given)
     options.update(cwd=launch.cwd, uid=launch.uid, gid=launch.gid, groups=launch.groups,
                    root=launch.root, sigmask=signals.mask, sigign=signals.ignored,
                    shared_candidates=True)

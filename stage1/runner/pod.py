@@ -96,13 +96,13 @@ def _raise_nofile(signals, log):
     """The init of a pod holds pipes for every logged app (two read ends
     each) and sockets besides: its soft limit on open files goes up to
     the hard one, as systemd raises its own, and every app gets the limit
-    the init was given (SignalState.nofile), not the raised one."""
+    the init was given (SignalState.rlimits), not the raised one."""
     import resource
     try:
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft < hard:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            signals.nofile = (soft, hard)
+            signals.rlimits = ((resource.RLIMIT_NOFILE, soft, hard),)
     except (OSError, ValueError) as err:
         log.debug("open-files limit left as it is: %s" % err)
 
