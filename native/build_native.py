@@ -9,7 +9,7 @@ import os
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = ["signals.c", "reap.c", "spawn.c", "ns.c", "seccomp.c"]
+SOURCES = ["signals.c", "reap.c", "spawn.c", "children.c", "ns.c", "seccomp.c"]
 
 
 def _cdef():

@@ -1,7 +1,9 @@
 /*
  * Reaping: drain every child that has changed state, in one call, with the
  * rusage of each.  The init calls it once per SIGCHLD wake-up; SIGCHLD is
- * not queued per child, so the loop must run until nothing is left.
+ * not queued per child, so the loop must run until nothing is left.  With
+ * own_only, only the calling thread's children (__WNOTHREAD): a pod's init
+ * reaps its spawner thread's children through their pidfds (children.c).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -10,14 +12,14 @@
 
 #include "stage1.h"
 
-int s1_reap(struct s1_exit *out, int max)
+int s1_reap(struct s1_exit *out, int max, int own_only)
 {
     struct rusage ru;
     int n = 0, status;
     pid_t pid;
 
     while (n < max) {
-        pid = wait4(-1, &status, WNOHANG, &ru);
+        pid = wait4(-1, &status, WNOHANG | (own_only ? __WNOTHREAD : 0), &ru);
         if (pid == 0)
             break;
         if (pid < 0) {

@@ -162,7 +162,7 @@ int s1_sigwait(int64_t timeout_ns, const int *watch, int nwatch, int forward_to,
                 out->forwarded = 1;
             return 0;
         }
-        n = s1_reap(exits, max);
+        n = s1_reap(exits, max, 0);
         if (!watch || n < 0 || n == max || s1_watched(exits, n, watch, nwatch))
             return n;
     }

@@ -13,7 +13,7 @@
 #include <sys/types.h>
 
 /* CDEF-BEGIN */
-enum { S1_NATIVE_VERSION = 13 };
+enum { S1_NATIVE_VERSION = 14 };
 
 /* Steps of the child path between fork and exec, in the order they run.
  * A failure is reported to the parent as (step, errno). */
@@ -118,8 +118,9 @@ int s1_kill_many(const int *pids, int n, int sig);
 int s1_signal_number(const char *name);
 const char *s1_signal_name(int sig);
 
-/* reap.c */
-int s1_reap(struct s1_exit *out, int max);
+/* reap.c: own_only walks the children of the calling thread alone
+ * (__WNOTHREAD), not those of the spawner thread (children.c). */
+int s1_reap(struct s1_exit *out, int max, int own_only);
 int s1_has_children(void);
 
 /* spawn.c */
@@ -132,8 +133,14 @@ struct s1_spawned {
     int step;
     int err;
     int64_t when_ns;           /* CLOCK_REALTIME once s1_spawn returned */
+    int tracked;               /* a child of the spawner thread with a pidfd (children.c) */
 };
 void s1_spawn_each(const struct s1_spawn *const *reqs, int n, struct s1_spawned *out);
+
+/* children.c: the spawner thread, and the ends of its children found by
+ * their pidfds, none walked. */
+int s1_spawner_start(void);
+int s1_reap_tracked(struct s1_exit *out, int max);
 int s1_tty_foreground(int fd, int pgid);
 
 /* seccomp.c ---------------------------------------------------------------
@@ -184,5 +191,9 @@ int s1_idmap_bind(const char *path, int userns_fd);
 int s1_sethostname(const char *name);
 int s1_loopback_up(void);
 /* CDEF-END */
+
+/* Inside the native layer only (spawn.c, for children.c). */
+void s1_spawn_batch(const struct s1_spawn *const *reqs, int n, struct s1_spawned *out,
+                    int epfd, int *room);
 
 #endif

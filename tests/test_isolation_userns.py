@@ -16,7 +16,7 @@ import pytest
 
 from isohelpers import podbase  # noqa: F401 (a fixture)
 from isohelpers import IsoPod, IsoRun, iso_run, sh_app, stage1_cmd
-from conftest import status_field
+from conftest import descendants, status_field
 
 SHIFT, COUNT = 1294729216, 65536          # what rkt picked in the recorded run
 USERS = "--private-users=%d:%d" % (SHIFT, COUNT)
@@ -143,23 +143,9 @@ def test_the_apps_process_is_shift_on_the_host(podbase):
     with IsoRun(pod, "--net=none", USERS):
         st = pod.wait_state("a", "running")
         init = int(pod.read("pid"))
-        hosts = [int(p) for p in _descendants(init)]
+        hosts = descendants(init)
         app = [p for p in hosts if status_field(p, "NSpid").split()[-1] == str(st["pid"])][0]
         assert status_field(app, "Uid").split() == [str(SHIFT)] * 4
-
-
-def _descendants(pid):
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            with open("/proc/%d/task/%d/children" % (p, p)) as f:
-                kids = [int(k) for k in f.read().split()]
-        except OSError:
-            kids = []
-        out.extend(kids)
-        todo.extend(kids)
-    return out
 
 
 @pytest.mark.parametrize("value, message", [

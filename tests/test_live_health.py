@@ -9,6 +9,7 @@ import re
 import pytest
 
 from healthhelpers import FAST, Server, checked, free_port
+from conftest import children
 from livehelpers import PY, Pod, app, py, run_to_end, sh, wait_for
 from livehelpers import live, liveroot  # noqa: F401  (fixtures)
 from isohelpers import IsoPod, IsoRun, sh_app
@@ -150,8 +151,7 @@ def test_an_exec_check_that_hangs_is_killed_with_its_group(live, liveroot):
     first = int(open(marker).read().split()[0])
     wait_for(lambda: not os.path.exists("/proc/%d" % first) or
              open("/proc/%d/stat" % first).read().split()[2] == "Z", what="the first check gone")
-    init_children = [int(p) for p in open("/proc/%d/task/%d/children" % (
-        pod.run.init_pid, pod.run.init_pid)).read().split()]
+    init_children = children(pod.run.init_pid)     # of every thread: the spawner's too
     assert len(init_children) <= 2          # the app and at most one check
 
 

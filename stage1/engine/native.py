@@ -10,7 +10,7 @@ import sys
 
 from stage1.engine._native import ffi, lib
 
-NATIVE_VERSION = 13
+NATIVE_VERSION = 14
 if lib.S1_NATIVE_VERSION != NATIVE_VERSION:
     raise ImportError("stage1.engine._native is version %d, this stage1 needs %d: "
                       "rebuild with ./build.sh" % (lib.S1_NATIVE_VERSION, NATIVE_VERSION))
@@ -126,14 +126,33 @@ _exits = ffi.new("struct s1_exit[256]")
 
 def reap(limit=None):
     """Every child that has ended since the last call (at most `limit`):
-    (pid, status, utime, stime, maxrss_kb)."""
+    (pid, status, utime, stime, maxrss_kb).  Tracking (track_children),
+    the spawner's children through their pidfds, then the init's own
+    (orphans) with a walk of them alone, or of every child while one of
+    the spawner's has no pidfd."""
     out = []
+    if _tracking:
+        _drain(lib.s1_reap_tracked, out, limit)
+        if limit is not None and len(out) >= limit:
+            return out
+        own = not _untracked
+        got = len(out)
+        _drain(lambda exits, want: lib.s1_reap(exits, want, own), out, limit)
+        if not own:
+            for e in out[got:]:
+                _untracked.discard(e[0])
+        return out
+    _drain(lambda exits, want: lib.s1_reap(exits, want, 0), out, limit)
+    return out
+
+
+def _drain(call, out, limit):
     while True:
         want = 256 if limit is None else min(256, limit - len(out))
-        n = _check(lib.s1_reap(_exits, want))
+        n = _check(call(_exits, want))
         out.extend(_exit_tuples(n))
         if n < want or (limit is not None and len(out) >= limit):
-            return out
+            return
 
 
 def reap_pid(pid):
@@ -256,6 +275,11 @@ def spawn(candidates, argv, env, **options):
     says what the arguments are).  Raises SpawnError naming the step that
     failed."""
     req, keep, where = request(candidates, argv, env, **options)
+    if _tracking:
+        pid, outcome = spawn_each([(req, keep, where)])[0]
+        if pid is None:
+            raise outcome
+        return pid
     step = ffi.new("int[2]")
     pid = lib.s1_spawn(req, step, step + 1)
     if pid < 0:
@@ -272,9 +296,35 @@ def spawn_each(requests):
     results = []
     for i, (_req, _keep, where) in enumerate(requests):
         r = out[i]
-        results.append((r.pid, r.when_ns / 1e9) if r.pid > 0 else
-                       (None, SpawnError(r.step, r.err, *where)))
+        if r.pid > 0:
+            if _tracking and not r.tracked:
+                _untracked.add(r.pid)
+            results.append((r.pid, r.when_ns / 1e9))
+        else:
+            results.append((None, SpawnError(r.step, r.err, *where)))
     return results
+
+
+# -- the spawner thread (children.c) ------------------------------------------
+
+_tracking = False       # spawns go through the spawner thread, with pidfds
+_untracked = set()      # its children that have no pidfd (out of fds), alive
+
+
+def track_children():
+    """From now on every spawn is made by the spawner thread and every end
+    of its children is found by its pidfd, so that reaping costs what has
+    ended, not a walk of every child (children.c).  Called once the init
+    has its namespaces (the thread takes them as they are).  False if the
+    thread could not be made: spawns and reaps go on as before."""
+    global _tracking
+    if not _tracking:
+        _tracking = lib.s1_spawner_start() == 0
+    return _tracking
+
+
+def tracking():
+    return _tracking
 
 
 def request(candidates, argv, env, *, fd_map=None, close_fds=False,

@@ -1079,7 +1079,10 @@ class Supervisor:
         if self.forward_all:
             return native.reap()
         exits = []
-        if first is not None and (first in self.by_pid or first in self.hooks):
+        # Tracked (native.track_children), an app's end is found by its
+        # pidfd without a walk: reap() takes it with the rest.
+        if first is not None and not native.tracking() and \
+                (first in self.by_pid or first in self.hooks):
             found = native.reap_pid(first)
             if found is not None:
                 exits.append(found)

@@ -225,6 +225,10 @@ def supervise(the_plan, poddir, opts, log, sigfd, signals, pid=None, before_star
     pod_status.flush()
     if before_start is not None:
         before_start()
+    # The init has its namespaces: from here on its children are the
+    # spawner thread's, each found by its pidfd when it ends (children.c).
+    if not native.track_children():
+        log.debug("no spawner thread: every end is found by a walk of all children")
     loop.call_later(0, _started)        # the loop's first turn: every app has started
     code = sup.run()
     live.close()

@@ -1,0 +1,231 @@
+/*
+ * The init's children, found without a walk.
+ *
+ * wait4(-1) visits every child of the init in the kernel (do_wait), some
+ * 0.3 ms for 1600 children whose task structs are cold, and a SIGCHLD
+ * always needs one: SIGCHLD is not queued per child, so a second child
+ * that ends before the first SIGCHLD is read sends none, and an orphan
+ * among them would stay a zombie.  A real-time exit signal would queue one
+ * per child, but exec resets every task's exit signal to SIGCHLD.
+ *
+ * So a pod's init spawns from a second thread, the spawner.  A child's
+ * parent is the thread that forked it, and the kernel keeps a list of
+ * children per thread; orphans are given to the thread group's leader
+ * (the init's main thread: the namespace's child reaper, or the first live
+ * thread of a subreaper).  Each child of the spawner comes with a pidfd
+ * (clone's CLONE_PIDFD), in one epoll of its own, readable once the child
+ * has ended.  A SIGCHLD then costs what it touches:
+ *   - the spawner's children that ended: the epoll's ready list, each one
+ *     reaped through its pidfd (waitid P_PIDFD), never by a pid that could
+ *     have been reused;
+ *   - the main thread's own children (orphans, and anything it spawned
+ *     itself): wait4(-1, __WNOTHREAD), a walk of that list alone.
+ * A child that could not have a pidfd is reported untracked: while one is
+ * alive, the interpreter walks every child instead.
+ *
+ * A pidfd is an fd, and the init's fds are its apps' log pipes first: the
+ * pidfds open at once are at most a quarter of what the open-files limit
+ * allows above 1024 (none under a limit of 1024; 130816 under Debian's
+ * hard limit of 524288, to which the init raises its own).
+ *
+ * The interpreter hands a batch of spawns to the thread and waits for its
+ * answer: the two never run at once, so nothing is shared in between (the
+ * child stack of spawn.c stays one).  The thread is made once the init has
+ * its namespaces: it takes the init's as they are then, and its children
+ * take the thread's.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include "stage1.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+static int s1_epfd = -1;         /* the pidfds of the spawner's children */
+static int s1_running;
+static int s1_open_pidfds;       /* in that epoll */
+/* The hand-over: a byte down go, a byte back up done.  Pipes, not a
+ * condition variable: a pipe's reader is woken with the scheduler's sync
+ * hint (the writer is about to wait), so the thread that wakes tends to
+ * run on the CPU the other one leaves, not on a second one woken for it. */
+static int s1_go[2] = { -1, -1 }, s1_done[2] = { -1, -1 };
+static struct {
+    const struct s1_spawn *const *reqs;
+    int n;
+    struct s1_spawned *out;
+} s1_job;
+
+static void s1_byte(int fd, int out)
+{
+    char c = 0;
+    ssize_t rc;
+
+    do
+        rc = out ? write(fd, &c, 1) : read(fd, &c, 1);
+    while (rc < 0 && errno == EINTR);
+}
+
+static int s1_pidfd_room(void)
+{
+    struct rlimit rl;
+    int64_t most;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur <= 1024)
+        return 0;
+    most = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (1 << 30) ? 1 << 28
+                                                                   : ((int64_t)rl.rlim_cur - 1024) / 4;
+    return most > s1_open_pidfds ? (int)(most - s1_open_pidfds) : 0;
+}
+
+static void *s1_spawner_main(void *unused)
+{
+    int room, before;
+
+    prctl(PR_SET_NAME, "spawner", 0, 0, 0);
+    for (;;) {
+        s1_byte(s1_go[0], 0);
+        room = before = s1_pidfd_room();
+        s1_spawn_batch(s1_job.reqs, s1_job.n, s1_job.out, s1_epfd, &room);
+        s1_open_pidfds += before - room;
+        s1_byte(s1_done[1], 1);
+    }
+    return NULL;
+}
+
+/* Start the spawner thread (once).  It starts with every signal blocked,
+ * as the init keeps them (they are read from a signalfd): none is ever
+ * delivered to it. */
+int s1_spawner_start(void)
+{
+    pthread_attr_t attr;
+    pthread_t thread;
+    sigset_t all, old;
+    int err;
+
+    if (s1_running)
+        return 0;
+    if (pipe2(s1_go, O_CLOEXEC) < 0)
+        return -errno;
+    if (pipe2(s1_done, O_CLOEXEC) < 0) {
+        err = errno;
+        goto fail;
+    }
+    s1_epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (s1_epfd < 0) {
+        err = errno;
+        goto fail;
+    }
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 128 * 1024);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    err = pthread_create(&thread, &attr, s1_spawner_main, NULL);
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!err) {
+        s1_running = 1;
+        return 0;
+    }
+fail:
+    for (int i = 0; i < 2; i++) {
+        if (s1_go[i] >= 0)
+            close(s1_go[i]);
+        if (s1_done[i] >= 0)
+            close(s1_done[i]);
+        s1_go[i] = s1_done[i] = -1;
+    }
+    if (s1_epfd >= 0)
+        close(s1_epfd);
+    s1_epfd = -1;
+    return -err;
+}
+
+void s1_spawn_each(const struct s1_spawn *const *reqs, int n, struct s1_spawned *out)
+{
+    if (!s1_running) {
+        s1_spawn_batch(reqs, n, out, -1, NULL);
+        return;
+    }
+    s1_job.reqs = reqs;
+    s1_job.n = n;
+    s1_job.out = out;
+    s1_byte(s1_go[1], 1);       /* the pipe orders the job's memory too */
+    s1_byte(s1_done[0], 0);
+}
+
+static int s1_wait_status(const siginfo_t *si)
+{
+    switch (si->si_code) {
+    case CLD_EXITED:
+        return (si->si_status & 0xff) << 8;
+    case CLD_KILLED:
+        return si->si_status & 0x7f;
+    case CLD_DUMPED:
+        return (si->si_status & 0x7f) | 0x80;
+    }
+    return 0;
+}
+
+/* The spawner's children that have ended (at most max), reaped through
+ * their pidfds, each pidfd closed (which takes it out of the epoll).  A
+ * pidfd whose child was reaped some other way (a walk) answers ECHILD and
+ * is closed too. */
+int s1_reap_tracked(struct s1_exit *out, int max)
+{
+    struct epoll_event ev[64];
+    struct rusage ru;
+    siginfo_t si;
+    int n = 0, want, got, i, fd, progress;
+
+    if (s1_epfd < 0)
+        return 0;
+    while (n < max) {
+        want = max - n < 64 ? max - n : 64;
+        got = epoll_wait(s1_epfd, ev, want, 0);
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            return n ? n : -errno;
+        }
+        progress = 0;
+        for (i = 0; i < got; i++) {
+            fd = (int)(ev[i].data.u64 >> 32);
+            si.si_pid = 0;
+            if (syscall(SYS_waitid, P_PIDFD, fd, &si, WEXITED | WNOHANG, &ru) < 0) {
+                if (errno != ECHILD)
+                    continue;       /* left ready: the next call tries again */
+                close(fd);
+                s1_open_pidfds--;
+                progress = 1;
+                continue;
+            }
+            if (si.si_pid == 0)
+                continue;           /* not ended after all: still watched */
+            close(fd);
+            s1_open_pidfds--;
+            progress = 1;
+            out[n].pid = si.si_pid;
+            out[n].status = s1_wait_status(&si);
+            out[n].utime = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6;
+            out[n].stime = ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+            out[n].maxrss_kb = ru.ru_maxrss;
+            n++;
+        }
+        if (got < want || !progress)
+            break;
+    }
+    return n;
+}

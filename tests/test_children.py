@@ -1,0 +1,164 @@
+"""The spawner thread and the pidfds of its children (native/children.c).
+
+A pod's init spawns from a second thread so that its apps are that
+thread's children, each watched by a pidfd, and a SIGCHLD walks only the
+main thread's children (orphans).  Each scenario runs in an interpreter of
+its own (the spawner thread, once started, is for the life of the
+process), as root, and prints what it found as JSON: every child's end is
+reaped once, with its own status and rusage, tracked or not; stale pidfds
+are closed; a batch's exec failures are no children at all.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+PRELUDE = r'''
+import json, os, resource, signal, sys, time
+from stage1.engine import native
+from stage1.engine._native import lib
+
+def req(argv):
+    return native.request([argv[0]], argv, [])
+
+def reap_until(pids, deadline=10.0):
+    """reap() until every pid in pids has ended: {pid: (status, stime+utime)}."""
+    got, end = {}, time.monotonic() + deadline
+    while set(pids) - set(got) and time.monotonic() < end:
+        for pid, status, utime, stime, _rss in native.reap():
+            assert pid not in got, "reaped twice: %d" % pid
+            got[pid] = (status, utime + stime)
+        time.sleep(0.005)
+    return got
+
+def fds():
+    return len(os.listdir("/proc/self/fd"))
+'''
+
+
+def _run(script, *, nofile=None):
+    argv = [sys.executable, "-c", PRELUDE + script]
+    if nofile is not None:
+        argv = ["prlimit", "--nofile=%d:%d" % (nofile, nofile)] + argv
+    r = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_children_of_the_spawner_are_reaped_by_their_pidfds_each_with_its_status():
+    out = _run(r'''
+assert native.track_children() and native.tracking()
+before = fds()
+res = native.spawn_each([req(["/bin/sh", "-c", "exit %d" % i]) for i in range(20)]
+                        + [req(["/no/such/program"])]
+                        + [req(["/bin/sleep", "1000"]) for _ in range(5)])
+pids = [p for p, _ in res if p]
+failed = [str(e) for p, e in res if p is None]
+sleepers = pids[20:]
+for p in sleepers[:3]:
+    os.kill(p, signal.SIGKILL)
+os.kill(sleepers[3], signal.SIGTERM)
+got = reap_until(pids[:20] + sleepers[:4])
+single = native.spawn(["/bin/sh"], ["/bin/sh", "-c", "exit 7"], [])
+got.update(reap_until([single]))
+os.kill(sleepers[4], signal.SIGKILL)
+got.update(reap_until([sleepers[4]]))
+threads = sorted(os.listdir("/proc/self/task"))
+print(json.dumps({"codes": [os.waitstatus_to_exitcode(got[p][0]) for p in pids[:20]],
+                  "killed": [os.waitstatus_to_exitcode(got[p][0]) for p in sleepers],
+                  "single": os.waitstatus_to_exitcode(got[single][0]),
+                  "failed": failed, "untracked": len(native._untracked),
+                  "fds_left": fds() - before, "threads": len(threads),
+                  "children_left": lib.s1_has_children()}))
+''')
+    assert out["codes"] == list(range(20))
+    assert out["killed"] == [-9, -9, -9, -15, -9]
+    assert out["single"] == 7
+    assert len(out["failed"]) == 1 and "no/such/program" in out["failed"][0]
+    assert out["untracked"] == 0
+    assert out["fds_left"] == 0           # every pidfd closed once its child was reaped
+    assert out["threads"] == 2
+    assert out["children_left"] == 0
+
+
+def test_children_beyond_the_pidfd_room_are_found_by_a_walk():
+    """Under an open-files limit of 1024 + 4 * 5 there is room for 5 pidfds:
+    of 12 children, 7 have none, and every end is still reaped, once."""
+    out = _run(r'''
+assert native.track_children()
+res = native.spawn_each([req(["/bin/sleep", "1000"]) for _ in range(12)])
+pids = [p for p, _ in res]
+untracked = len(native._untracked)
+for i, p in enumerate(pids):
+    os.kill(p, signal.SIGKILL if i % 2 else signal.SIGTERM)
+got = reap_until(pids)
+print(json.dumps({"untracked": untracked, "left": len(native._untracked),
+                  "codes": [os.waitstatus_to_exitcode(got[p][0]) for p in pids],
+                  "children_left": lib.s1_has_children()}))
+''', nofile=1024 + 4 * 5)
+    assert out["untracked"] == 7
+    assert out["left"] == 0
+    assert out["codes"] == [-15 if i % 2 == 0 else -9 for i in range(12)]
+    assert out["children_left"] == 0
+
+
+def test_no_pidfd_under_a_limit_of_1024_fds():
+    out = _run(r'''
+assert native.track_children()
+pids = [p for p, _ in native.spawn_each([req(["/bin/true"]) for _ in range(4)])]
+untracked = len(native._untracked)
+got = reap_until(pids)
+print(json.dumps({"untracked": untracked, "codes": sorted(set(got[p][0] for p in pids))}))
+''', nofile=1024)
+    assert out == {"untracked": 4, "codes": [0]}
+
+
+def test_a_pidfd_whose_child_was_reaped_elsewhere_is_closed_not_reported():
+    """A tracked child reaped by its pid (os.waitpid) leaves a pidfd that
+    is readable for ever: the next reap closes it and reports nothing."""
+    out = _run(r'''
+assert native.track_children()
+before = fds()
+(pid, _), = native.spawn_each([req(["/bin/true"])])
+os.waitpid(pid, 0)
+stale = fds() - before
+reported = native.reap()
+print(json.dumps({"stale": stale, "reported": reported, "left": fds() - before}))
+''')
+    assert out == {"stale": 1, "reported": [], "left": 0}
+
+
+def test_the_spawner_runs_with_every_signal_blocked_and_apps_get_their_own_mask():
+    """No signal is ever delivered to the spawner thread (the init reads
+    them from a signalfd); an app gets the mask the init was given, not
+    the thread's."""
+    out = _run(r'''
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
+assert native.track_children()
+tids = sorted(int(t) for t in os.listdir("/proc/self/task"))
+def blocked(path):
+    with open(path) as f:
+        for line in f:
+            if line.startswith("SigBlk:"):
+                return int(line.split()[1], 16)
+spawner = [t for t in tids if t != os.getpid()][0]
+pid = native.spawn(["/bin/sleep"], ["/bin/sleep", "1000"], [], sigmask=1 << (signal.SIGUSR2 - 1))
+app_mask = blocked("/proc/%d/status" % pid)
+with open("/proc/%d/stat" % pid) as f:
+    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+os.kill(pid, signal.SIGKILL)
+reap_until([pid])
+print(json.dumps({"spawner": blocked("/proc/self/task/%d/status" % spawner),
+                  "app": app_mask, "ppid_is_init": ppid == os.getpid()}))
+''')
+    # Every signal but SIGKILL and SIGSTOP (which cannot be) and glibc's
+    # two reserved for its own threads' use (32 and 33).
+    expected = {n for n in range(1, 65)} - {signal.SIGKILL, signal.SIGSTOP, 32, 33}
+    assert {n for n in range(1, 65) if out["spawner"] >> (n - 1) & 1} == expected
+    assert out["app"] == 1 << (signal.SIGUSR2 - 1)
+    assert out["ppid_is_init"]
