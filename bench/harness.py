@@ -341,10 +341,18 @@ for pid in pids:
 """
 
 
+def which(program):
+    """The absolute path of program (PATH), or BenchError."""
+    import shutil
+    found = shutil.which(program)
+    if not found:
+        raise BenchError("%s is not on PATH" % program)
+    return os.path.realpath(found)
+
+
 def floor_argv(python, n, app_argv):
     """The floor's command line: `python` running n apps `app_argv`."""
-    import shutil
-    return [python, "-c", FLOOR_CODE, str(n), shutil.which(app_argv[0])] + list(app_argv[1:])
+    return [python, "-c", FLOOR_CODE, str(n), which(app_argv[0])] + list(app_argv[1:])
 
 
 def settled_cpu_ns(pid, quiet, poll, timeout=30.0):

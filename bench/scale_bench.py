@@ -55,7 +55,10 @@ STAGE1 = os.path.join(VENV, "bin", "stage1")
 PYTHON = os.path.join(VENV, "bin", "python")
 SUPERVISORD = "/usr/bin/supervisord"
 
-APP_ARGV = ["sleep", "1000"]
+# The path every init execs, the floor too: found once here, as an image
+# manifest names its program, so that no init does a PATH search per app
+# the floor does not do.
+APP_ARGV = [harness.which("sleep"), "1000"]
 APP_COMM = b"sleep"
 FULL = {"sizes": (100, 400, 1600), "rounds": 5, "restarts": 40, "settle": 0.5}
 QUICK = {"sizes": (25, 100, 400), "rounds": 1, "restarts": 10, "settle": 0.3}

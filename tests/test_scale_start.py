@@ -145,3 +145,27 @@ def test_a_pod_of_many_logged_apps_is_not_bound_by_the_soft_fd_limit(live):
     assert _limits(pod.run.init_pid) == (hard, hard)
     for name, (state, pid, *_rest) in list(pod.apps().items())[:20]:
         assert _limits(pid) == (low, hard), name
+
+
+def test_requests_share_c_objects_by_value_and_keep_them_alive():
+    """An argv, fd map, limits or directory many apps have is built once
+    (native._valued); each request keeps what it uses, so a request that
+    waits in a batch while the cache is cleared still spawns what it said."""
+    signals = spawn.SignalState(0, 0)
+    signals.rlimits = ((resource.RLIMIT_NOFILE, 256, 512),)
+
+    def launch(word):
+        return spawn.Launch(["/bin/sh", "-c", 'test "$(ulimit -n) $PWD" = "256 /tmp" && exit %s'
+                             % word], [], cwd="/tmp", fd_map=[0, 1, 2])
+    first, second = (spawn.request(launch("3"), signals), spawn.request(launch("3"), signals))
+    assert first[0].argv == second[0].argv and first[0].fd_map == second[0].fd_map
+    assert first[0].rlimits == second[0].rlimits and first[0].cwd == second[0].cwd
+    native._by_value.clear()
+    for i in range(2000):       # reuse the freed memory, if anything was freed
+        native.request(["/bin/true"], ["/bin/true", "x" * (i % 50)], [], cwd="/" + "y" * (i % 50))
+    (pid, _when), = native.spawn_each([first])
+    assert _reap(pid) == 3
+    third = spawn.request(launch("4"), signals)
+    assert third[0].argv != first[0].argv
+    (pid, _when), = native.spawn_each([third])
+    assert _reap(pid) == 4

@@ -262,6 +262,25 @@ def _shared_cstrings(items, keep):
     return found[1]
 
 
+# C objects built once per value: an argv, an fd map, limits, a directory
+# are often the same for a thousand apps.  key -> (object, what keeps it).
+_by_value = {}
+
+
+def _valued(key, build, keep):
+    """The C object for key, built by build(held) the first time; every
+    request that uses it keeps it alive (the cache may be cleared while a
+    request still waits in a batch)."""
+    found = _by_value.get(key)
+    if found is None:
+        if len(_by_value) >= 1024:
+            _by_value.clear()
+        held = []
+        found = _by_value[key] = (build(held), held)
+    keep.append(found)
+    return found[0]
+
+
 # Every field at "keep" (-1 for the ints where 0 would mean something): a
 # request starts as a copy and only what a spawn asks for is set.
 _BLANK = ffi.new("struct s1_spawn *")
@@ -349,11 +368,12 @@ def request(candidates, argv, env, *, fd_map=None, close_fds=False,
     keep = []
     req = ffi.new("struct s1_spawn *", _BLANK[0])
     req.candidates = (_shared_cstrings if shared_candidates else _cstrings)(candidates, keep)
-    req.argv = _cstrings(argv, keep)
+    req.argv = _valued(("argv",) + tuple(argv), lambda held: _cstrings(argv, held), keep)
     req.envp = _cstrings(env, keep)
     if fd_map:
         req.nfds = len(fd_map)
-        req.fd_map = keep_ptr(keep, "int[]", fd_map)
+        req.fd_map = _valued(("fds",) + tuple(fd_map), lambda held: ffi.new("int[]", fd_map),
+                             keep)
     if close_fds:
         req.close_fds = 1
     if pgid_mode != PGID_KEEP:
@@ -366,9 +386,11 @@ def request(candidates, argv, env, *, fd_map=None, close_fds=False,
         req.oom_score_adj = keep_ptr(keep, "char[]", str(oom_score_adj).encode())
     if rlimits:
         req.nrlimits = len(rlimits)
-        req.rlimits = keep_ptr(keep, "struct s1_rlimit[]", [list(r) for r in rlimits])
+        req.rlimits = _valued(("rlimits",) + tuple(map(tuple, rlimits)), lambda held: ffi.new(
+            "struct s1_rlimit[]", [list(r) for r in rlimits]), keep)
     if root:
-        req.root = keep_ptr(keep, "char[]", os.fsencode(root))
+        req.root = _valued(("path", root), lambda held: ffi.new("char[]", os.fsencode(root)),
+                           keep)
     if pivot:
         req.pivot = 1
     if mnt_template != -1:
@@ -376,7 +398,7 @@ def request(candidates, argv, env, *, fd_map=None, close_fds=False,
     if userns != -1:
         req.userns_fd = userns
     if cwd:
-        req.cwd = keep_ptr(keep, "char[]", os.fsencode(cwd))
+        req.cwd = _valued(("path", cwd), lambda held: ffi.new("char[]", os.fsencode(cwd)), keep)
     if umask != -1:
         req.umask = umask
     if groups is not None:
