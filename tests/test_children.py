@@ -162,3 +162,35 @@ print(json.dumps({"spawner": blocked("/proc/self/task/%d/status" % spawner),
     assert {n for n in range(1, 65) if out["spawner"] >> (n - 1) & 1} == expected
     assert out["app"] == 1 << (signal.SIGUSR2 - 1)
     assert out["ppid_is_init"]
+
+
+def test_an_app_gets_exactly_the_dispositions_it_is_given_whatever_the_inits_are():
+    """The child sets only the signals whose disposition in the init differs
+    from the app's (spawn.c): the init's ignored ones (Python ignores
+    SIGPIPE and SIGXFSZ; here SIGUSR1 too) and caught ones (SIGINT, SIGHUP
+    here) come to the app at default, and what the app is to ignore
+    (SIGUSR2, SIGTERM) is ignored, from the main thread and the spawner."""
+    out = _run(r'''
+signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+signal.signal(signal.SIGHUP, lambda *a: None)
+ign = (1 << (signal.SIGUSR2 - 1)) | (1 << (signal.SIGTERM - 1))
+def dispositions(pid):
+    found = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("SigIgn", "SigCgt"):
+                found[key] = [n for n in range(1, 65) if int(value, 16) >> (n - 1) & 1]
+    return found
+seen = []
+for tracked in (False, True):
+    if tracked:
+        assert native.track_children()
+    pid = native.spawn(["/bin/sleep"], ["/bin/sleep", "1000"], [], sigign=ign)
+    seen.append(dispositions(pid))
+    os.kill(pid, signal.SIGKILL)
+    reap_until([pid])
+print(json.dumps(seen))
+''')
+    expected = {"SigIgn": sorted([signal.SIGTERM, signal.SIGUSR2]), "SigCgt": []}
+    assert out == [expected, expected]
