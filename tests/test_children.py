@@ -194,3 +194,24 @@ print(json.dumps(seen))
 ''')
     expected = {"SigIgn": sorted([signal.SIGTERM, signal.SIGUSR2]), "SigCgt": []}
     assert out == [expected, expected]
+
+
+def test_a_process_forked_from_a_tracking_init_spawns_by_itself():
+    """fork copies only the calling thread: a child of the init must not
+    hand its spawns to a spawner thread it does not have (it would wait for
+    ever); it spawns them itself and reaps them by a walk."""
+    out = _run(r'''
+assert native.track_children()
+r, w = os.pipe()
+child = os.fork()
+if child == 0:
+    pid = native.spawn(["/bin/sh"], ["/bin/sh", "-c", "exit 5"], [])
+    got = reap_until([pid], deadline=5.0)
+    os.write(w, b"%d" % os.waitstatus_to_exitcode(got[pid][0]) if pid in got else b"none")
+    os._exit(0)
+os.close(w)
+answer = os.read(r, 16)
+_, status = os.waitpid(child, 0)
+print(json.dumps({"answer": answer.decode(), "child": os.waitstatus_to_exitcode(status)}))
+''')
+    assert out == {"answer": "5", "child": 0}
