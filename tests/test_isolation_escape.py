@@ -20,7 +20,8 @@ import tempfile
 import pytest
 
 from isohelpers import podbase, probe  # noqa: F401 (fixtures)
-from isohelpers import IsoPod, iso_run, sh_app, install, probe_results, with_host_usr
+from isohelpers import IsoPod, IsoRun, iso_run, sh_app, install, probe_results, with_host_usr
+from isohelpers import stage1_cmd, wait_for
 from stage1.isolation import rootfs
 from stage1.pod import isolators
 
@@ -346,3 +347,58 @@ def test_python3_and_coreutils_work_under_the_default_filter(podbase):
     assert lines[:6] == ["threads", "processes", "subprocess", "sockets", "files",
                          '"e3b0c442"'], out
     assert lines[-1] == "coreutils", out
+
+
+# -- the init's threads ------------------------------------------------------------
+
+def test_kill_and_stop_of_the_inits_threads_from_inside_change_nothing(podbase):
+    """pid 2 of the pod is the init's spawner thread (native/children.c),
+    and kill(2, ...) signals the init's whole process.  SIGKILL and SIGSTOP
+    cannot be blocked or read; a root app sends them to both pids, and the
+    kernel drops them (the namespace's init).  The pod goes on: an app
+    restarted after the attack is spawned by the spawner and its old
+    process reaped.  (The other signals an app sends the init are read and
+    passed on to the apps, as tini passes on what it is sent.)"""
+    pod = IsoPod(podbase, [
+        sh_app("attacker", "for s in KILL STOP; do kill -$s 2 1 || exit 1; done; "
+                           "echo sent > /tmp/sent; exec sleep 1000"),
+        sh_app("victim", "exec sleep 1000")])
+    with IsoRun(pod, "--mutable") as r:
+        sent = os.path.join(pod.app_root("attacker"), "tmp", "sent")
+        wait_for(lambda: os.path.exists(sent), what="the signals sent")
+        init = int(pod.read("pid"))
+        old = pod.wait_state("victim", "running")["pid"]
+        res = stage1_cmd("app", "restart", pod.path, "--app", "victim")
+        assert res.returncode == 0, res.stderr
+        wait_for(lambda: pod.state("victim") == "running" and
+                 (pod.status("victim") or {}).get("pid") not in (None, old),
+                 what="the victim running again with a new pid")
+        assert len(os.listdir("/proc/%d/task" % init)) == 2       # the spawner lives
+        for task in os.listdir("/proc/%d/task" % init):
+            with open("/proc/%d/task/%s/stat" % (init, task)) as f:
+                assert f.read().rsplit(")", 1)[1].split()[0] in ("S", "R")   # not stopped
+        assert r.proc.poll() is None
+        assert pod.state("attacker") == "running", pod.status("attacker")
+
+
+def test_a_signal_an_app_sends_the_init_is_not_passed_on_to_the_other_apps(podbase):
+    """The init signals apps of every user: what an app sends it (to pid 1
+    or to pid 2, its spawner thread) is not passed on, or any app could
+    have any other signalled (tests/test_pod_signal_senders.py)."""
+    pod = IsoPod(podbase, [
+        sh_app("victim", "trap 'echo usr1 >> /tmp/got' USR1; touch /tmp/up; "
+                         "while :; do sleep 0.02; done"),
+        sh_app("attacker", "trap '' USR1 HUP; while [ ! -e /victim/up ]; do sleep 0.01; done; "
+                           "kill -USR1 1; kill -HUP 2; touch /tmp/sent; exec sleep 1000")])
+    victim_tmp = os.path.join(pod.app_root("victim"), "tmp")
+    os.makedirs(victim_tmp, exist_ok=True)
+    pod.manifest["volumes"] = [{"name": "victim", "kind": "host", "source": victim_tmp}]
+    pod.manifest["apps"][1]["mounts"] = [{"volume": "victim", "path": "/victim"}]
+    pod.write()
+    with IsoRun(pod) as r:
+        sent = os.path.join(pod.app_root("attacker"), "tmp", "sent")
+        wait_for(lambda: os.path.exists(sent), what="the signals sent")
+        wait_for(lambda: r.stderr().count("a process of the pod, is not passed on") == 2,
+                 what="both refused (%s)" % r.stderr()[-500:])
+        assert not os.path.exists(os.path.join(victim_tmp, "got"))
+        assert pod.state("victim") == "running" and pod.state("attacker") == "running"

@@ -194,6 +194,7 @@ class Supervisor:
         self._deadline = None
         self._swept = False
         self._pid1 = os.getpid() == 1
+        self._refused = set()   # signals from the pod's processes not passed on (logged once)
         # An fd in reserve for the internal-error handler (see run).
         self._reserve = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         self._reap_pending = False     # the last reap left ended children
@@ -1025,9 +1026,9 @@ class Supervisor:
             else:
                 if self.log.verbose:
                     self.log.debug("received %s from pid %d" % (native.signal_name(signo), sender))
-                self.on_signal(signo, forwarded)
+                self.on_signal(signo, forwarded, sender)
 
-    def on_signal(self, signo, forwarded=False):
+    def on_signal(self, signo, forwarded=False, sender=0):
         if self.forward_all:
             for app in self.apps.values():
                 if app.state in (RUNNING, STOPPING):
@@ -1041,9 +1042,33 @@ class Supervisor:
                 self._report_stop("received %s" % native.signal_name(signo))
             self.shutdown()
             return
+        if sender and self._from_the_pod(sender):
+            # The init signals every app, of any user: passing on what an
+            # app sends it would let an app signal apps it may not signal.
+            if signo not in self._refused:
+                self._refused.add(signo)
+                self.log.warn("%s from pid %d, a process of the pod, is not passed on to the "
+                              "apps (nor any more of it)" % (native.signal_name(signo), sender))
+            return
         for app in self.apps.values():
             if app.state == RUNNING:
                 self._signal_app(app, signo)
+
+    def _from_the_pod(self, pid):
+        """Whether pid (a signal's sender) is an app or a process below the
+        init.  One that is gone already cannot be told: as PID 1 of the
+        pod's namespace (where a host process sends as pid 0), it is taken
+        for the pod's; on a host, for somebody else's."""
+        me = os.getpid()
+        for _ in range(256):
+            if pid == me or pid in self.by_pid:
+                return True
+            pid = init.parent_pid(pid)
+            if pid is None:
+                return self._pid1
+            if pid <= 0 or (pid == 1 and me != 1):
+                return False
+        return False
 
     def _reap(self, exits=None, first=None):
         """Each ended child becomes an event of its app.  exits: those the
