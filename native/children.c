@@ -39,6 +39,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/epoll.h>
@@ -73,6 +74,34 @@ static void s1_byte(int fd, int out)
     do
         rc = out ? write(fd, &c, 1) : read(fd, &c, 1);
     while (rc < 0 && errno == EINTR);
+    if (rc != 1)
+        abort();        /* the hand-over is broken: never let both threads run on */
+}
+
+/* The signal mask, with the raw system call: glibc's pthread_sigmask
+ * leaves 32 and 33 out of any set it is given, and the init keeps them
+ * blocked (signals.c: their default action would end it). */
+static void s1_mask(const sigset_t *set, sigset_t *old)
+{
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, set, old, _NSIG / 8);
+}
+
+/* fd moved to a number >= low (close-on-exec), the original closed: the
+ * thread's pipes and epoll stay clear of 0, 1 and 2 (which an init started
+ * without them would hand out, and apps get by number), pidfds clear of the
+ * numbers an app's own limit allows (spawn.c: a child under its own
+ * RLIMIT_NOFILE still opens fds). */
+static int s1_move_fd(int fd, int low)
+{
+    int moved;
+
+    if (fd < 0 || fd >= low)
+        return fd;
+    moved = fcntl(fd, F_DUPFD_CLOEXEC, low);
+    if (moved < 0)
+        return fd;      /* no room up there: it stays where it is */
+    close(fd);
+    return moved;
 }
 
 static int s1_pidfd_room(void)
@@ -91,6 +120,11 @@ static void *s1_spawner_main(void *unused)
 {
     int room, before;
 
+    sigset_t all;
+
+    /* glibc unblocks its cancellation signal (32) in every new thread. */
+    memset(&all, 0xff, sizeof all);
+    s1_mask(&all, NULL);
     prctl(PR_SET_NAME, "spawner", 0, 0, 0);
     for (;;) {
         s1_byte(s1_go[0], 0);
@@ -107,7 +141,17 @@ static void *s1_spawner_main(void *unused)
  * pidfd, are found by a walk. */
 static void s1_after_fork(void)
 {
+    int i;
+
     s1_running = 0;
+    for (i = 0; i < 2; i++) {
+        close(s1_go[i]);
+        close(s1_done[i]);
+        s1_go[i] = s1_done[i] = -1;
+    }
+    close(s1_epfd);     /* the pidfds stay: closed as their children are reaped */
+    s1_epfd = -1;
+    s1_open_pidfds = 0;
 }
 
 /* Start the spawner thread (once).  It starts with every signal blocked,
@@ -118,10 +162,20 @@ int s1_spawner_start(void)
     pthread_attr_t attr;
     pthread_t thread;
     sigset_t all, old;
-    int err;
+    siginfo_t si;
+    int err, i, self;
 
     if (s1_running)
         return 0;
+    /* waitid(P_PIDFD) came in Linux 5.4, a release after pidfd_open: on
+     * an older kernel there is no tracking, and reaping is as before. */
+    self = (int)syscall(SYS_pidfd_open, getpid(), 0);
+    if (self < 0)
+        return -errno;
+    err = syscall(SYS_waitid, P_PIDFD, self, &si, WEXITED | WNOHANG, NULL) < 0 ? errno : 0;
+    close(self);
+    if (err != ECHILD)
+        return -(err ? err : EINVAL);
     if (pipe2(s1_go, O_CLOEXEC) < 0)
         return -errno;
     if (pipe2(s1_done, O_CLOEXEC) < 0) {
@@ -133,21 +187,26 @@ int s1_spawner_start(void)
         err = errno;
         goto fail;
     }
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
+    for (i = 0; i < 2; i++) {
+        s1_go[i] = s1_move_fd(s1_go[i], 3);
+        s1_done[i] = s1_move_fd(s1_done[i], 3);
+    }
+    s1_epfd = s1_move_fd(s1_epfd, 3);
+    memset(&all, 0xff, sizeof all);
+    s1_mask(&all, &old);
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, 128 * 1024);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     err = pthread_create(&thread, &attr, s1_spawner_main, NULL);
     pthread_attr_destroy(&attr);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    s1_mask(&old, NULL);
     if (!err) {
         pthread_atfork(NULL, NULL, s1_after_fork);
         s1_running = 1;
         return 0;
     }
 fail:
-    for (int i = 0; i < 2; i++) {
+    for (i = 0; i < 2; i++) {
         if (s1_go[i] >= 0)
             close(s1_go[i]);
         if (s1_done[i] >= 0)

@@ -516,6 +516,17 @@ void s1_spawn_batch(const struct s1_spawn *const *reqs, int n, struct s1_spawned
         pidfd = (int)syscall(SYS_pidfd_open, out[i].pid, 0);     /* close-on-exec */
         if (pidfd < 0)
             continue;
+        /* Above the first 1024 fds, which an app's soft limit allows: a
+         * child that has set its own RLIMIT_NOFILE (the init's was raised)
+         * still needs a free fd under it (open_tree, spawn.c). */
+        if (pidfd < S1_PIDFD_LOW) {
+            int high = fcntl(pidfd, F_DUPFD_CLOEXEC, S1_PIDFD_LOW);
+
+            if (high >= 0) {
+                close(pidfd);
+                pidfd = high;
+            }
+        }
         ev.events = EPOLLIN;
         ev.data.u64 = (uint32_t)out[i].pid | (uint64_t)(uint32_t)pidfd << 32;
         if (epoll_ctl(epfd, EPOLL_CTL_ADD, pidfd, &ev) == 0) {

@@ -4,9 +4,10 @@ A pod's init passes the signals it is sent on to every app (stop signals
 stop the pod).  It signals apps of any user, so a signal an app sends the
 init is not passed on: else an app could have another user's app signalled,
 which it may not do itself.  A signal from outside the pod (the host, a
-process that is not below the init) is passed on as before.  Here as PID 1
-of a fresh namespace and as a subreaper on the host; the isolated pod's
-case is in the escape suite.
+process that is not below the init, or not in the namespace of which the
+init is PID 1) is passed on as before.  Here as PID 1 of a fresh namespace
+and as a subreaper on the host; the isolated pod's case is in the escape
+suite.
 """
 import os
 import signal
@@ -55,3 +56,20 @@ def test_a_stop_signal_from_an_app_still_stops_the_pod(live, tmp_path):
                 app("b", sh("sleep 0.2; kill -TERM 1; exec sleep 1000"))], pid1=True)
     assert pod.run.wait(30) == 0
     assert "received SIGTERM" in pod.run.stderr()
+
+
+@pytest.mark.parametrize("pid1", [True, False], ids=["pid1", "subreaper"])
+def test_a_signal_from_an_app_that_ends_at_once_is_not_passed_on_either(live, tmp_path, pid1):
+    """SIGWINCH (28) and the app's SIGCHLD (17) come in one read, lowest
+    number first: who sent the signal is told before the reap makes the
+    sender gone."""
+    marker = str(tmp_path / "victim")
+    victim = sh("trap 'echo winch >> %s' WINCH; touch %s.up; "
+                "while :; do sleep 0.02; done" % (marker, marker))
+    attacker = sh("while [ ! -e %s.up ]; do sleep 0.01; done; kill -WINCH $PPID; exit 0"
+                  % marker)
+    pod = live([app("victim", victim), app("attacker", attacker)], pid1=pid1)
+    wait_for(lambda: pod.apps()["attacker"][0] == "exited", what="the attacker's end")
+    wait_for(lambda: "SIGWINCH from pid" in pod.run.stderr(), what="the refusal said")
+    assert not os.path.exists(marker)
+    assert pod.apps()["victim"][0] == "running"

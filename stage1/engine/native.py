@@ -339,7 +339,17 @@ def track_children():
     global _tracking
     if not _tracking:
         _tracking = lib.s1_spawner_start() == 0
+        if _tracking:
+            os.register_at_fork(after_in_child=_forked)
     return _tracking
+
+
+def _forked():
+    """A fork of the init has no spawner thread (children.c closes its
+    side): it spawns by itself, and every end is found by a walk."""
+    global _tracking
+    _tracking = False
+    _untracked.clear()
 
 
 def tracking():

@@ -195,6 +195,7 @@ class Supervisor:
         self._swept = False
         self._pid1 = os.getpid() == 1
         self._refused = set()   # signals from the pod's processes not passed on (logged once)
+        self._senders = {}      # sender pid -> _from_the_pod, for one batch of signals
         # An fd in reserve for the internal-error handler (see run).
         self._reserve = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         self._reap_pending = False     # the last reap left ended children
@@ -1019,6 +1020,14 @@ class Supervisor:
         return watch, forward
 
     def _on_signals(self, infos, exits=None):
+        # Whose each signal is, told before this batch's SIGCHLD reaps
+        # anything: an app that signals and ends is still a zombie then,
+        # and signals come lowest number first (SIGCHLD before SIGWINCH).
+        self._senders = {}
+        if not self.forward_all and not self._pid1:
+            for signo, _code, sender, _forwarded in infos:
+                if signo != SIGCHLD and sender and sender not in self._senders:
+                    self._senders[sender] = self._from_the_pod(sender)
         for signo, code, sender, forwarded in infos:
             if signo == SIGCHLD:
                 self._reap(exits, sender)
@@ -1042,7 +1051,8 @@ class Supervisor:
                 self._report_stop("received %s" % native.signal_name(signo))
             self.shutdown()
             return
-        if sender and self._from_the_pod(sender):
+        if sender and (self._senders[sender] if sender in self._senders
+                       else self._from_the_pod(sender)):
             # The init signals every app, of any user: passing on what an
             # app sends it would let an app signal apps it may not signal.
             if signo not in self._refused:
@@ -1055,20 +1065,22 @@ class Supervisor:
                 self._signal_app(app, signo)
 
     def _from_the_pod(self, pid):
-        """Whether pid (a signal's sender) is an app or a process below the
-        init.  One that is gone already cannot be told: as PID 1 of the
-        pod's namespace (where a host process sends as pid 0), it is taken
-        for the pod's; on a host, for somebody else's."""
+        """Whether pid, a signal's sender, is a process of the pod.  As PID 1
+        of the pod's namespace: any process of the namespace (the host
+        sends as pid 0; one that joined with nsenter or `docker exec` is in
+        it).  On a host: an app or a process below the init, by its
+        parents; one that is gone already cannot be told and is taken for
+        somebody else's (a host's pod is no boundary)."""
+        if self._pid1:
+            return True
         me = os.getpid()
         for _ in range(256):
             if pid == me or pid in self.by_pid:
                 return True
             pid = init.parent_pid(pid)
-            if pid is None:
-                return self._pid1
-            if pid <= 0 or (pid == 1 and me != 1):
+            if pid is None or pid <= 1:
                 return False
-        return False
+        return True          # deeper than any pod's tree goes: not the host's
 
     def _reap(self, exits=None, first=None):
         """Each ended child becomes an event of its app.  exits: those the
