@@ -12,9 +12,9 @@
  * parent is the thread that forked it, and the kernel keeps a list of
  * children per thread; orphans are given to the thread group's leader
  * (the init's main thread: the namespace's child reaper, or the first live
- * thread of a subreaper).  Each child of the spawner comes with a pidfd
- * (clone's CLONE_PIDFD), in one epoll of its own, readable once the child
- * has ended.  A SIGCHLD then costs what it touches:
+ * thread of a subreaper).  Each child of the spawner gets a pidfd, in one
+ * epoll of its own, readable once the child has ended.  A SIGCHLD then
+ * costs what it touches:
  *   - the spawner's children that ended: the epoll's ready list, each one
  *     reaped through its pidfd (waitid P_PIDFD), never by a pid that could
  *     have been reused;
@@ -86,11 +86,15 @@ static void s1_mask(const sigset_t *set, sigset_t *old)
     syscall(SYS_rt_sigprocmask, SIG_SETMASK, set, old, _NSIG / 8);
 }
 
+/* Pidfds live from this fd up, above what an app's own soft limit allows:
+ * a child that has set its RLIMIT_NOFILE (the init's was raised) still
+ * needs a free fd under it (open_tree, spawn.c). */
+#define PIDFD_LOW 1024
+
 /* fd moved to a number >= low (close-on-exec), the original closed: the
  * thread's pipes and epoll stay clear of 0, 1 and 2 (which an init started
- * without them would hand out, and apps get by number), pidfds clear of the
- * numbers an app's own limit allows (spawn.c: a child under its own
- * RLIMIT_NOFILE still opens fds). */
+ * without them would hand out, and apps get by number), pidfds above
+ * PIDFD_LOW. */
 static int s1_move_fd(int fd, int low)
 {
     int moved;
@@ -109,17 +113,45 @@ static int s1_pidfd_room(void)
     struct rlimit rl;
     int64_t most;
 
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur <= 1024)
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur <= PIDFD_LOW)
         return 0;
     most = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (1 << 30) ? 1 << 28
-                                                                   : ((int64_t)rl.rlim_cur - 1024) / 4;
+                                                                   : ((int64_t)rl.rlim_cur - PIDFD_LOW) / 4;
     return most > s1_open_pidfds ? (int)(most - s1_open_pidfds) : 0;
+}
+
+/* A pidfd for each child of a batch, while there is room for one, in the
+ * epoll (its data the pid and the pidfd), from fd PIDFD_LOW up.  Opened
+ * after the whole batch, not with each clone (CLONE_PIDFD): a child copies
+ * the fd table of the thread that forks it, so each pidfd open during the
+ * batch would be copied by every later spawn of it.  Opening them by pid
+ * is safe here: no child of the batch can have been reaped, and its pid
+ * reused, since the one thread that reaps them waits for this batch. */
+static void s1_track(struct s1_spawned *out, int n)
+{
+    struct epoll_event ev;
+    int i, pidfd, room = s1_pidfd_room();
+
+    for (i = 0; i < n && room > 0; i++) {
+        if (out[i].pid <= 0)
+            continue;
+        pidfd = s1_move_fd((int)syscall(SYS_pidfd_open, out[i].pid, 0), PIDFD_LOW);
+        if (pidfd < 0)
+            continue;
+        ev.events = EPOLLIN;
+        ev.data.u64 = (uint32_t)out[i].pid | (uint64_t)(uint32_t)pidfd << 32;
+        if (epoll_ctl(s1_epfd, EPOLL_CTL_ADD, pidfd, &ev) < 0) {
+            close(pidfd);
+            continue;
+        }
+        out[i].tracked = 1;
+        s1_open_pidfds++;
+        room--;
+    }
 }
 
 static void *s1_spawner_main(void *unused)
 {
-    int room, before;
-
     sigset_t all;
 
     /* glibc unblocks its cancellation signal (32) in every new thread. */
@@ -128,9 +160,8 @@ static void *s1_spawner_main(void *unused)
     prctl(PR_SET_NAME, "spawner", 0, 0, 0);
     for (;;) {
         s1_byte(s1_go[0], 0);
-        room = before = s1_pidfd_room();
-        s1_spawn_batch(s1_job.reqs, s1_job.n, s1_job.out, s1_epfd, &room);
-        s1_open_pidfds += before - room;
+        s1_spawn_batch(s1_job.reqs, s1_job.n, s1_job.out);
+        s1_track(s1_job.out, s1_job.n);
         s1_byte(s1_done[1], 1);
     }
     return NULL;
@@ -222,7 +253,7 @@ fail:
 void s1_spawn_each(const struct s1_spawn *const *reqs, int n, struct s1_spawned *out)
 {
     if (!s1_running) {
-        s1_spawn_batch(reqs, n, out, -1, NULL);
+        s1_spawn_batch(reqs, n, out);
         return;
     }
     s1_job.reqs = reqs;
@@ -255,6 +286,7 @@ int s1_reap_tracked(struct s1_exit *out, int max)
     struct rusage ru;
     siginfo_t si;
     int n = 0, want, got, i, fd, progress;
+    long rc;
 
     if (s1_epfd < 0)
         return 0;
@@ -270,19 +302,14 @@ int s1_reap_tracked(struct s1_exit *out, int max)
         for (i = 0; i < got; i++) {
             fd = (int)(ev[i].data.u64 >> 32);
             si.si_pid = 0;
-            if (syscall(SYS_waitid, P_PIDFD, fd, &si, WEXITED | WNOHANG, &ru) < 0) {
-                if (errno != ECHILD)
-                    continue;       /* left ready: the next call tries again */
-                close(fd);
-                s1_open_pidfds--;
-                progress = 1;
-                continue;
-            }
-            if (si.si_pid == 0)
-                continue;           /* not ended after all: still watched */
-            close(fd);
+            rc = syscall(SYS_waitid, P_PIDFD, fd, &si, WEXITED | WNOHANG, &ru);
+            if (rc < 0 ? errno != ECHILD : si.si_pid == 0)
+                continue;           /* left ready (or not ended after all): tried again */
+            close(fd);              /* reaped, here or (ECHILD) by a walk */
             s1_open_pidfds--;
             progress = 1;
+            if (rc < 0)
+                continue;
             out[n].pid = si.si_pid;
             out[n].status = s1_wait_status(&si);
             out[n].utime = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6;

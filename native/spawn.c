@@ -42,7 +42,6 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sched.h>
-#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -486,22 +485,11 @@ int s1_spawn(const struct s1_spawn *req, int *step_out, int *errno_out)
  * first, then this loop spawns them one after the other, so that between
  * one child's exec and the next fork there is no interpreter at all (its
  * work for an app, woken after each exec with cold caches, cost it more
- * than the spawn).  Each result carries the time it came.
- *
- * With epfd >= 0 (the spawner thread, children.c), each child then gets a
- * pidfd while *room allows one more: the pidfd joins that epoll, its data
- * the pid and the pidfd, and takes one from *room.  The pidfds are opened
- * after the whole batch, not with each clone (CLONE_PIDFD): a child copies
- * the fd table of the thread that forks it, so each pidfd open during the
- * batch would be copied by every later spawn of it.  Opening them by pid
- * is safe here: no child of the batch can have been reaped, and its pid
- * reused, since the one thread that reaps them waits for this batch. */
-void s1_spawn_batch(const struct s1_spawn *const *reqs, int n, struct s1_spawned *out,
-                    int epfd, int *room)
+ * than the spawn).  Each result carries the time it came. */
+void s1_spawn_batch(const struct s1_spawn *const *reqs, int n, struct s1_spawned *out)
 {
-    struct epoll_event ev;
     struct timespec ts;
-    int i, pidfd;
+    int i;
 
     s1_read_dispositions();
     for (i = 0; i < n; i++) {
@@ -509,32 +497,6 @@ void s1_spawn_batch(const struct s1_spawn *const *reqs, int n, struct s1_spawned
         clock_gettime(CLOCK_REALTIME, &ts);
         out[i].when_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
         out[i].tracked = 0;
-    }
-    for (i = 0; epfd >= 0 && i < n && *room > 0; i++) {
-        if (out[i].pid <= 0)
-            continue;
-        pidfd = (int)syscall(SYS_pidfd_open, out[i].pid, 0);     /* close-on-exec */
-        if (pidfd < 0)
-            continue;
-        /* Above the first 1024 fds, which an app's soft limit allows: a
-         * child that has set its own RLIMIT_NOFILE (the init's was raised)
-         * still needs a free fd under it (open_tree, spawn.c). */
-        if (pidfd < S1_PIDFD_LOW) {
-            int high = fcntl(pidfd, F_DUPFD_CLOEXEC, S1_PIDFD_LOW);
-
-            if (high >= 0) {
-                close(pidfd);
-                pidfd = high;
-            }
-        }
-        ev.events = EPOLLIN;
-        ev.data.u64 = (uint32_t)out[i].pid | (uint64_t)(uint32_t)pidfd << 32;
-        if (epoll_ctl(epfd, EPOLL_CTL_ADD, pidfd, &ev) == 0) {
-            out[i].tracked = 1;
-            (*room)--;
-        } else {
-            close(pidfd);
-        }
     }
 }
 

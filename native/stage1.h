@@ -193,8 +193,6 @@ int s1_loopback_up(void);
 /* CDEF-END */
 
 /* Inside the native layer only (spawn.c, for children.c). */
-#define S1_PIDFD_LOW 1024      /* pidfds are moved to fds from here up */
-void s1_spawn_batch(const struct s1_spawn *const *reqs, int n, struct s1_spawned *out,
-                    int epfd, int *room);
+void s1_spawn_batch(const struct s1_spawn *const *reqs, int n, struct s1_spawned *out);
 
 #endif

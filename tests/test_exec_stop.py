@@ -177,7 +177,7 @@ import sys
 from stage1.commands import main as cli
 from stage1.engine import supervisor
 
-def broken(self, signo, forwarded=False, sender=0):
+def broken(self, signo, forwarded=False):
     raise RuntimeError("injected fault")
 
 supervisor.Supervisor.on_signal = broken

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from healthhelpers import FAST, Server, checked, free_port
-from conftest import children
+from conftest import alive, children
 from livehelpers import PY, Pod, app, py, run_to_end, sh, wait_for
 from livehelpers import live, liveroot  # noqa: F401  (fixtures)
 from isohelpers import IsoPod, IsoRun, sh_app
@@ -155,20 +155,9 @@ def test_an_exec_check_that_hangs_is_killed_with_its_group(live, liveroot):
     # down to the app and the check in flight; one whose group escaped the
     # kill would stay among them for an hour.  (Zombies are left out: the
     # check killed a moment ago may not be reaped yet.)
-    wait_for(lambda: len(_live(children(pod.run.init_pid))) <= 2,
+    wait_for(lambda: len([c for c in children(pod.run.init_pid) if alive(c)]) <= 2,
              what="only the app and one check left (%r)" % children(pod.run.init_pid))
 
-
-def _live(pids):
-    out = []
-    for pid in pids:
-        try:
-            with open("/proc/%d/stat" % pid) as f:
-                if f.read().rsplit(")", 1)[1].split()[0] != "Z":
-                    out.append(pid)
-        except FileNotFoundError:
-            pass
-    return out
 
 
 def test_an_exec_check_that_cannot_run_fails(live):

@@ -11,6 +11,7 @@ import os
 import pytest
 
 import podhelpers
+from conftest import children, nspid, zombies_of
 from livehelpers import app, sh, wait_for
 from livehelpers import live, liveroot  # noqa: F401  (fixtures)
 
@@ -27,18 +28,6 @@ def _task_children(pid):
     return out
 
 
-def _children(pid):
-    return [c for kids in _task_children(pid).values() for c in kids]
-
-
-def _ns_pid(pid):
-    """pid as its own PID namespace (the pod's) numbers it."""
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("NSpid:"):
-                return int(line.split()[-1])
-
-
 def _pidfds(pid):
     n = 0
     for fd in os.listdir("/proc/%d/fd" % pid):
@@ -47,19 +36,6 @@ def _pidfds(pid):
         except FileNotFoundError:
             pass
     return n
-
-
-def _zombies(pid):
-    out = []
-    for child in _children(pid):
-        try:
-            with open("/proc/%d/stat" % child, "rb") as f:
-                stat = f.read()
-        except FileNotFoundError:
-            continue
-        if stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] == b"Z":
-            out.append(child)
-    return out
 
 
 def _limit_init(tmp_path, monkeypatch, nofile):
@@ -93,9 +69,9 @@ def test_apps_ending_among_orphans_are_each_reaped_and_recorded(live, tmp_path, 
     wait_for(lambda: all(state == "exited" for name, (state, *_)
                          in pod.apps().items() if name != "maker"),
              timeout=30, what="the 20 quick apps to end")
-    wait_for(lambda: len(_children(init)) == 1 and not _zombies(init), timeout=30,
+    wait_for(lambda: len(children(init)) == 1 and not zombies_of(init), timeout=30,
              what="every orphan reaped (children %r, zombies %r)"
-             % (_children(init), _zombies(init)))
+             % (children(init), zombies_of(init)))
     apps = pod.apps()
     assert apps["maker"][0] == "running"
     for i in range(20):
@@ -116,17 +92,17 @@ def test_apps_are_the_spawner_threads_children_orphans_the_main_threads(live, tm
     wait_for(lambda: os.path.exists("%s/made" % tmp_path), what="the orphan")
     init = pod.run.init_pid
     apps = {name: pid for name, (state, pid, *_) in pod.apps().items()}
-    wait_for(lambda: len(_children(init)) == 3, what="two apps and an orphan as children")
+    wait_for(lambda: len(children(init)) == 3, what="two apps and an orphan as children")
     kids = _task_children(init)
     assert set(kids) == {init, max(kids)} and len(kids) == 2, kids
     spawner = max(kids)
     with open("/proc/%d/task/%d/comm" % (init, spawner)) as f:
         assert f.read().strip() == "spawner"
-    assert sorted(_ns_pid(p) for p in kids[spawner]) == sorted(apps.values())
+    assert sorted(nspid(p) for p in kids[spawner]) == sorted(apps.values())
     (orphan,) = kids[init]
-    assert _ns_pid(orphan) not in apps.values()
+    assert nspid(orphan) not in apps.values()
     os.kill(orphan, 9)
-    wait_for(lambda: orphan not in _children(init), what="the orphan reaped")
+    wait_for(lambda: orphan not in children(init), what="the orphan reaped")
     open("%s/end" % tmp_path, "w").close()
     wait_for(lambda: pod.apps()["other"][0] == "exited", what="the app's end recorded")
-    assert pod.apps()["maker"][0] == "running" and not _zombies(init)
+    assert pod.apps()["maker"][0] == "running" and not zombies_of(init)

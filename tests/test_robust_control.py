@@ -203,7 +203,7 @@ def test_an_internal_error_out_of_fds_still_kills_and_reaps_the_pod(liveroot):
         "import os, sys\n"
         "from stage1.commands import main as cli\n"
         "from stage1.engine import supervisor\n"
-        "def broken(self, signo, forwarded=False, sender=0):\n"
+        "def broken(self, signo, forwarded=False):\n"
         "    fds = []\n"
         "    while True:\n"
         "        fds.append(os.open('/dev/null', os.O_RDONLY))\n"

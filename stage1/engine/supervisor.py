@@ -195,7 +195,6 @@ class Supervisor:
         self._swept = False
         self._pid1 = os.getpid() == 1
         self._refused = set()   # signals from the pod's processes not passed on (logged once)
-        self._senders = {}      # sender pid -> _from_the_pod, for one batch of signals
         # An fd in reserve for the internal-error handler (see run).
         self._reserve = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         self._reap_pending = False     # the last reap left ended children
@@ -1020,24 +1019,36 @@ class Supervisor:
         return watch, forward
 
     def _on_signals(self, infos, exits=None):
-        # Whose each signal is, told before this batch's SIGCHLD reaps
-        # anything: an app that signals and ends is still a zombie then,
-        # and signals come lowest number first (SIGCHLD before SIGWINCH).
-        self._senders = {}
-        if not self.forward_all and not self._pid1:
-            for signo, _code, sender, _forwarded in infos:
-                if signo != SIGCHLD and sender and sender not in self._senders:
-                    self._senders[sender] = self._from_the_pod(sender)
-        for signo, code, sender, forwarded in infos:
+        refused = self._from_the_pods(infos)
+        for i, (signo, code, sender, forwarded) in enumerate(infos):
             if signo == SIGCHLD:
                 self._reap(exits, sender)
                 exits = None
+            elif i in refused:
+                # The init signals every app, of any user: passing on what
+                # an app sends it would let an app signal apps it may not.
+                if signo not in self._refused:
+                    self._refused.add(signo)
+                    self.log.warn("%s from pid %d, a process of the pod, is not passed on to "
+                                  "the apps (nor any more of it)"
+                                  % (native.signal_name(signo), sender))
             else:
                 if self.log.verbose:
                     self.log.debug("received %s from pid %d" % (native.signal_name(signo), sender))
-                self.on_signal(signo, forwarded, sender)
+                self.on_signal(signo, forwarded)
 
-    def on_signal(self, signo, forwarded=False, sender=0):
+    def _from_the_pods(self, infos):
+        """The indexes of the signals (pod mode, stop signals aside) that a
+        process of the pod sent, told before this batch's SIGCHLD reaps
+        anything: an app that signals and ends is still a zombie then, and
+        signals come lowest number first (SIGCHLD before SIGWINCH)."""
+        if self.forward_all:
+            return ()
+        return {i for i, (signo, _code, sender, _forwarded) in enumerate(infos)
+                if sender and signo not in (SIGCHLD, SIGTERM, SIGINT) and
+                self._from_the_pod(sender)}
+
+    def on_signal(self, signo, forwarded=False):
         if self.forward_all:
             for app in self.apps.values():
                 if app.state in (RUNNING, STOPPING):
@@ -1050,15 +1061,6 @@ class Supervisor:
             if not self.stopping:
                 self._report_stop("received %s" % native.signal_name(signo))
             self.shutdown()
-            return
-        if sender and (self._senders[sender] if sender in self._senders
-                       else self._from_the_pod(sender)):
-            # The init signals every app, of any user: passing on what an
-            # app sends it would let an app signal apps it may not signal.
-            if signo not in self._refused:
-                self._refused.add(signo)
-                self.log.warn("%s from pid %d, a process of the pod, is not passed on to the "
-                              "apps (nor any more of it)" % (native.signal_name(signo), sender))
             return
         for app in self.apps.values():
             if app.state == RUNNING:
