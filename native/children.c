@@ -29,15 +29,25 @@
  * hard limit of 524288, to which the init raises its own).
  *
  * The interpreter hands a batch of spawns to the thread and waits for its
- * answer: the two never run at once, so nothing is shared in between (the
- * child stack of spawn.c stays one).  The thread is made once the init has
- * its namespaces: it takes the init's as they are then, and its children
- * take the thread's.
+ * answer: the two never run at once, so nothing is shared in between.  The
+ * thread is made once the init has its namespaces: it takes the init's as
+ * they are then, and its children take the thread's.
+ *
+ * A batch of S1_SHARED_FROM spawns or more is shared with helper threads,
+ * one per further CPU the init may run on (at most S1_CREW threads in all),
+ * made by the spawner for its first such batch: each takes the next spawn
+ * not taken yet.  A spawning thread waits while its child runs up to its
+ * exec, so one thread leaves a CPU idle part of the time (a quarter of two
+ * CPUs here, /proc/stat read around 1600 posix_spawns); with a helper, 1600
+ * spawns took 15% less time (a one-off C loop of posix_spawn, 3 runs).
+ * The helpers' children are the helpers': they are tracked and reaped as
+ * the spawner's are.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,17 +160,95 @@ static void s1_track(struct s1_spawned *out, int n)
     }
 }
 
-static void *s1_spawner_main(void *unused)
+/* Every signal blocked in the calling thread, and its name: glibc unblocks
+ * its cancellation signal (32) in every new thread. */
+static void s1_thread_setup(void)
 {
     sigset_t all;
 
-    /* glibc unblocks its cancellation signal (32) in every new thread. */
     memset(&all, 0xff, sizeof all);
     s1_mask(&all, NULL);
     prctl(PR_SET_NAME, "spawner", 0, 0, 0);
+}
+
+#define S1_CREW 4              /* threads that share a batch, the spawner included */
+#define S1_SHARED_FROM 32      /* the smallest batch they share */
+
+static int s1_helpers = -1;    /* running (-1: none made yet) */
+static pthread_mutex_t s1_crew_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t s1_crew_go = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t s1_crew_done = PTHREAD_COND_INITIALIZER;
+static unsigned s1_crew_batch;   /* how many batches were shared */
+static int s1_crew_busy;         /* helpers not done with the current one */
+static int s1_crew_next;         /* its next spawn to take */
+
+static void *s1_helper_main(void *unused)
+{
+    unsigned seen = 0;
+
+    s1_thread_setup();
+    pthread_mutex_lock(&s1_crew_lock);
+    for (;;) {
+        while (s1_crew_batch == seen)
+            pthread_cond_wait(&s1_crew_go, &s1_crew_lock);
+        seen = s1_crew_batch;
+        pthread_mutex_unlock(&s1_crew_lock);
+        s1_spawn_claimed(s1_job.reqs, s1_job.n, s1_job.out, &s1_crew_next);
+        pthread_mutex_lock(&s1_crew_lock);
+        if (--s1_crew_busy == 0)
+            pthread_cond_signal(&s1_crew_done);
+    }
+    return NULL;
+}
+
+/* The helpers, made once: as many as the init has further CPUs to run on,
+ * within S1_CREW.  However many could be made is how many there are. */
+static void s1_make_helpers(void)
+{
+    pthread_attr_t attr;
+    pthread_t thread;
+    cpu_set_t cpus;
+    int want = 0;
+
+    s1_helpers = 0;
+    if (sched_getaffinity(0, sizeof cpus, &cpus) == 0)
+        want = (CPU_COUNT(&cpus) < S1_CREW ? CPU_COUNT(&cpus) : S1_CREW) - 1;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 128 * 1024);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    while (s1_helpers < want && pthread_create(&thread, &attr, s1_helper_main, NULL) == 0)
+        s1_helpers++;
+    pthread_attr_destroy(&attr);
+}
+
+static void s1_spawn_job(void)
+{
+    if (s1_job.n < S1_SHARED_FROM) {
+        s1_spawn_batch(s1_job.reqs, s1_job.n, s1_job.out);
+        return;
+    }
+    if (s1_helpers < 0)
+        s1_make_helpers();
+    s1_read_dispositions();
+    pthread_mutex_lock(&s1_crew_lock);
+    s1_crew_next = 0;
+    s1_crew_busy = s1_helpers;
+    s1_crew_batch++;
+    pthread_cond_broadcast(&s1_crew_go);
+    pthread_mutex_unlock(&s1_crew_lock);
+    s1_spawn_claimed(s1_job.reqs, s1_job.n, s1_job.out, &s1_crew_next);
+    pthread_mutex_lock(&s1_crew_lock);
+    while (s1_crew_busy)
+        pthread_cond_wait(&s1_crew_done, &s1_crew_lock);
+    pthread_mutex_unlock(&s1_crew_lock);
+}
+
+static void *s1_spawner_main(void *unused)
+{
+    s1_thread_setup();
     for (;;) {
         s1_byte(s1_go[0], 0);
-        s1_spawn_batch(s1_job.reqs, s1_job.n, s1_job.out);
+        s1_spawn_job();
         s1_track(s1_job.out, s1_job.n);
         s1_byte(s1_done[1], 1);
     }
@@ -183,6 +271,7 @@ static void s1_after_fork(void)
     close(s1_epfd);     /* the pidfds stay: closed as their children are reaped */
     s1_epfd = -1;
     s1_open_pidfds = 0;
+    s1_helpers = -1;    /* gone with the spawner; never used without it */
 }
 
 /* Start the spawner thread (once).  It starts with every signal blocked,

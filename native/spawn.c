@@ -2,8 +2,10 @@
  * Spawning: everything between fork and exec happens in s1_child(), in C,
  * with async-signal-safe calls only (no malloc, no stdio, no Python), as
  * CPython's _posixsubprocess does.  The parent builds every string and array
- * before fork.  A failing step writes (step, errno) to a close-on-exec pipe;
- * the parent reads it to EOF, so EOF alone means exec succeeded.
+ * before fork.  The child shares the parent's memory until it execs (vfork,
+ * below): a failing step writes (step, errno) there and exits, and the
+ * parent, which the kernel resumes only once the child has exec'd or
+ * exited, reads it (as glibc's posix_spawn does; no pipe, no system call).
  *
  * The child works in a fixed order:
  *   standard fds -> session/process group -> terminal foreground ->
@@ -18,7 +20,7 @@
  *
  * The seccomp filter comes last so that it judges the app's syscalls and
  * none of ours: after it the child only calls execve (and, if that fails,
- * write and _exit to report it).  The kernel installs a filter only for a
+ * _exit).  The kernel installs a filter only for a
  * process that has no_new_privs set or CAP_SYS_ADMIN in its effective set.
  * An app without no_new_privs runs as root (the parent forces no_new_privs
  * on other users that get a filter); when its own set lacks CAP_SYS_ADMIN,
@@ -54,14 +56,18 @@
 
 #define S1_MAX_FDS 64
 
-static void s1_report(int pipe_fd, int step, int err)
-{
-    int msg[2] = { step, err };
-    ssize_t rc;
+/* Where a child tells its parent why it did not exec: in the parent's
+ * memory, which the child shares (the parent reads it once resumed). */
+struct s1_child_args {
+    const struct s1_spawn *req;
+    int failed, step, err;
+};
 
-    do
-        rc = write(pipe_fd, msg, sizeof msg);
-    while (rc < 0 && errno == EINTR);
+static void s1_report(struct s1_child_args *args, int step, int err)
+{
+    args->step = step;
+    args->err = err;
+    args->failed = 1;
     _exit(127);
 }
 
@@ -221,7 +227,7 @@ static int s1_child_ambient(uint64_t caps)
  * memory until exec, so it reads them here. */
 static uint64_t s1_parent_ignored, s1_parent_caught;
 
-static void s1_read_dispositions(void)
+void s1_read_dispositions(void)
 {
     struct sigaction sa;
     int sig;
@@ -318,10 +324,11 @@ static int s1_child_exec(const struct s1_spawn *req)
     return saved ? saved : (errno ? errno : ENOENT);
 }
 
-#define S1_TRY(step, call) do { if ((call) < 0) s1_report(errpipe, step, errno); } while (0)
+#define S1_TRY(step, call) do { if ((call) < 0) s1_report(args, step, errno); } while (0)
 
-static void s1_child(const struct s1_spawn *req, int errpipe)
+static void s1_child(struct s1_child_args *args)
 {
+    const struct s1_spawn *req = args->req;
     int i;
 
     S1_TRY(S1_STEP_FDS, s1_child_fds(req));
@@ -373,34 +380,28 @@ static void s1_child(const struct s1_spawn *req, int errpipe)
     if (req->seccomp_prog)
         S1_TRY(S1_STEP_SECCOMP, s1_child_seccomp(req));
     errno = s1_child_exec(req);
-    s1_report(errpipe, S1_STEP_EXEC, errno);
+    s1_report(args, S1_STEP_EXEC, errno);
 }
-
-struct s1_child_args {
-    const struct s1_spawn *req;
-    int errpipe;
-};
 
 static int s1_child_entry(void *arg)
 {
-    struct s1_child_args *a = arg;
-
-    s1_child(a->req, a->errpipe);
+    s1_child(arg);
     return 127;    /* not reached: s1_child execs or _exits */
 }
 
 /* clone(CLONE_VM | CLONE_VFORK), as glibc's posix_spawn and CPython do: no
  * copy of the interpreter's page tables (a fork of a 14 MiB init costs more
  * than the exec), and the parent resumes as soon as the child has exec'd.
- * The child runs on a stack of its own, reused by every spawn since the
- * parent is suspended while a child uses it.  It shares the parent's memory
- * until exec, so it only writes its own stack, and it changes ids with raw
- * system calls: glibc's setxid wrappers coordinate threads through memory. */
-static pid_t s1_vfork(const struct s1_spawn *req, int errpipe)
+ * The child runs on a stack of its own, one per thread that spawns (the
+ * spawner and its helpers, children.c), reused by each of its spawns since
+ * that thread is suspended while its child uses it.  It shares the
+ * parent's memory until exec, so it only writes its own stack and args,
+ * and it changes ids with raw system calls: glibc's setxid wrappers
+ * coordinate threads through memory. */
+static pid_t s1_vfork(struct s1_child_args *args)
 {
-    static char *stack;
+    static __thread char *stack;
     const size_t size = 256 * 1024;
-    struct s1_child_args args = { req, errpipe };
 
     if (!stack) {
         stack = mmap(NULL, size, PROT_READ | PROT_WRITE,
@@ -410,34 +411,18 @@ static pid_t s1_vfork(const struct s1_spawn *req, int errpipe)
             return -1;
         }
     }
-    return clone(s1_child_entry, stack + size, CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
-}
-
-/* Keep the error pipe clear of the fds the child is about to set up. */
-static int s1_pipe(int fds[2], int low)
-{
-    int i, moved;
-
-    if (pipe2(fds, O_CLOEXEC) < 0)
-        return -1;
-    for (i = 0; i < 2; i++) {
-        if (fds[i] >= low)
-            continue;
-        moved = fcntl(fds[i], F_DUPFD_CLOEXEC, low);
-        close(fds[i]);
-        fds[i] = moved;
-        if (moved < 0)
-            return -1;
-    }
-    return 0;
+    return clone(s1_child_entry, stack + size, CLONE_VM | CLONE_VFORK | SIGCHLD, args);
 }
 
 /* Returns the pid of a child that has exec'd, or -1 with (step, errno) of
- * the failure; a child that failed has been reaped already. */
+ * the failure; a child that failed has been reaped already.  A child killed
+ * before its exec reports nothing: it is returned as started, and its end
+ * is reaped as any other. */
 static int s1_spawn_one(const struct s1_spawn *req, int *step_out, int *errno_out)
 {
-    int errpipe[2], msg[2], status;
-    ssize_t got = 0, rc;
+    struct s1_child_args args = { req, 0, S1_STEP_NONE, 0 };
+    volatile struct s1_child_args *seen = &args;
+    int status;
     pid_t pid;
 
     *step_out = S1_STEP_NONE;
@@ -446,30 +431,15 @@ static int s1_spawn_one(const struct s1_spawn *req, int *step_out, int *errno_ou
         *errno_out = EINVAL;
         return -1;
     }
-    if (s1_pipe(errpipe, req->nfds > 3 ? req->nfds : 3) < 0) {
-        *errno_out = errno;
-        return -1;
-    }
-    pid = s1_vfork(req, errpipe[1]);
-    close(errpipe[1]);
+    pid = s1_vfork(&args);
     if (pid < 0) {
         *errno_out = errno;
-        close(errpipe[0]);
         return -1;
     }
-    while (got < (ssize_t)sizeof msg) {
-        rc = read(errpipe[0], (char *)msg + got, sizeof msg - (size_t)got);
-        if (rc < 0 && errno == EINTR)
-            continue;
-        if (rc <= 0)
-            break;
-        got += rc;
-    }
-    close(errpipe[0]);
-    if (got == 0)
+    if (!seen->failed)
         return pid;
-    *step_out = got == sizeof msg ? msg[0] : S1_STEP_NONE;
-    *errno_out = got == sizeof msg ? msg[1] : EPIPE;
+    *step_out = seen->step;
+    *errno_out = seen->err;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
     return -1;
@@ -481,23 +451,35 @@ int s1_spawn(const struct s1_spawn *req, int *step_out, int *errno_out)
     return s1_spawn_one(req, step_out, errno_out);
 }
 
-/* A start pass of a thousand apps: the interpreter builds every request
- * first, then this loop spawns them one after the other, so that between
- * one child's exec and the next fork there is no interpreter at all (its
- * work for an app, woken after each exec with cold caches, cost it more
- * than the spawn).  Each result carries the time it came. */
-void s1_spawn_batch(const struct s1_spawn *const *reqs, int n, struct s1_spawned *out)
+/* The spawns of a batch not claimed yet, one after the other, each index
+ * claimed from *next: the spawner and its helpers share a batch this way
+ * (children.c), each child stamped with the time its spawn returned.  The
+ * parent's dispositions were read for the batch (s1_read_dispositions). */
+void s1_spawn_claimed(const struct s1_spawn *const *reqs, int n, struct s1_spawned *out,
+                      int *next)
 {
     struct timespec ts;
     int i;
 
-    s1_read_dispositions();
-    for (i = 0; i < n; i++) {
+    while ((i = __atomic_fetch_add(next, 1, __ATOMIC_RELAXED)) < n) {
         out[i].pid = s1_spawn_one(reqs[i], &out[i].step, &out[i].err);
         clock_gettime(CLOCK_REALTIME, &ts);
         out[i].when_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
         out[i].tracked = 0;
     }
+}
+
+/* A start pass of a thousand apps: the interpreter builds every request
+ * first, then this loop spawns them one after the other, so that between
+ * one child's exec and the next fork there is no interpreter at all (its
+ * work for an app, woken after each exec with cold caches, cost it more
+ * than the spawn). */
+void s1_spawn_batch(const struct s1_spawn *const *reqs, int n, struct s1_spawned *out)
+{
+    int next = 0;
+
+    s1_read_dispositions();
+    s1_spawn_claimed(reqs, n, out, &next);
 }
 
 /* Hand the terminal to a process group; the init keeps SIGTTOU blocked, so

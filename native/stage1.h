@@ -13,7 +13,7 @@
 #include <sys/types.h>
 
 /* CDEF-BEGIN */
-enum { S1_NATIVE_VERSION = 14 };
+enum { S1_NATIVE_VERSION = 15 };
 
 /* Steps of the child path between fork and exec, in the order they run.
  * A failure is reported to the parent as (step, errno). */
@@ -193,6 +193,9 @@ int s1_loopback_up(void);
 /* CDEF-END */
 
 /* Inside the native layer only (spawn.c, for children.c). */
+void s1_read_dispositions(void);
+void s1_spawn_claimed(const struct s1_spawn *const *reqs, int n, struct s1_spawned *out,
+                      int *next);
 void s1_spawn_batch(const struct s1_spawn *const *reqs, int n, struct s1_spawned *out);
 
 #endif

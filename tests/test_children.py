@@ -6,8 +6,10 @@ main thread's children (orphans).  Each scenario runs in an interpreter of
 its own (the spawner thread, once started, is for the life of the
 process), as root, and prints what it found as JSON: every child's end is
 reaped once, with its own status and rusage, tracked or not; stale pidfds
-are closed; a batch's exec failures are no children at all.
+are closed; a batch's exec failures are no children at all; a big batch
+is shared by the spawner's helpers, each result still its own request's.
 """
+import errno
 import json
 import os
 import signal
@@ -91,6 +93,73 @@ print(json.dumps({"codes": [os.waitstatus_to_exitcode(got[p][0]) for p in pids[:
     assert out["threads"] == 2
     assert out["children_left"] == 0
     assert len(out["pidfds"]) == 25 and out["pidfds"][0] >= 1024    # from fd 1024 up
+
+
+def test_a_big_batch_is_shared_by_the_spawners_helpers_each_result_its_own():
+    """200 spawns (S1_SHARED_FROM is 32), every seventh a program that does
+    not exist: each pid is the process of its own request (its environment
+    says which), each failure is its own request's, the children are split
+    over the spawner and one helper per further CPU (at most 4 threads),
+    every helper has every signal blocked, and every child is tracked and
+    reaped once.  A batch of 31 makes no helper."""
+    out = _run(r'''
+def blocked(tid):
+    with open("/proc/self/task/%d/status" % tid) as f:
+        for line in f:
+            if line.startswith("SigBlk:"):
+                return int(line.split()[1], 16)
+def comm(tid):
+    with open("/proc/self/task/%d/comm" % tid) as f:
+        return f.read().strip()
+def spawning_threads():
+    """{tid: its children} for each thread but the main one."""
+    out = {}
+    for t in os.listdir("/proc/self/task"):
+        if int(t) != os.getpid():
+            with open("/proc/self/task/%s/children" % t) as f:
+                out[int(t)] = [int(p) for p in f.read().split()]
+    return out
+assert native.track_children()
+small = native.spawn_each([native.request(["/bin/sleep"], ["/bin/sleep", "1000"], ["N=%d" % i])
+                           for i in range(31)])
+after_small = spawning_threads()
+n = 200
+reqs = [native.request(["/no/such/%d" % i] if i % 7 == 3 else ["/bin/sleep"],
+                       ["/bin/sleep", "1000"], ["N=%d" % i]) for i in range(n)]
+res = native.spawn_each(reqs)
+threads = spawning_threads()
+own, failed = [], []
+for i, (pid, outcome) in enumerate(res):
+    if pid is None:
+        failed.append([i, outcome.step == native.STEP_EXEC, outcome.errno])
+        continue
+    with open("/proc/%d/environ" % pid, "rb") as f:
+        own.append(f.read() == b"N=%d\0" % i)
+pids = [p for p, _ in small + res if p]
+for p in pids:
+    os.kill(p, signal.SIGKILL)
+got = reap_until(pids)
+print(json.dumps({"own": own, "failed": failed, "cpus": len(os.sched_getaffinity(0)),
+                  "after_small": len(after_small),
+                  "threads": {str(t): len([p for p in c if p in set(pids)]) for t, c in threads.items()},
+                  "names": sorted(set(comm(t) for t in threads)),
+                  "masks": sorted(set(blocked(t) for t in threads)),
+                  "untracked": len(native._untracked), "reaped": len(got), "all": len(pids),
+                  "children_left": lib.s1_has_children()}))
+''')
+    assert out["own"] == [True] * len(out["own"]) and len(out["own"]) == 200 - 29
+    assert out["failed"] == [[i, True, errno.ENOENT] for i in range(200) if i % 7 == 3]
+    assert out["after_small"] == 1                 # the spawner alone
+    helpers = min(out["cpus"], 4) - 1
+    assert len(out["threads"]) == 1 + helpers
+    if helpers:
+        assert all(count > 0 for count in out["threads"].values()), out["threads"]
+    assert sum(out["threads"].values()) == 200 - 29 + 31
+    assert out["names"] == ["spawner"]
+    every = {n for n in range(1, 65)} - {signal.SIGKILL, signal.SIGSTOP}
+    assert [{n for n in range(1, 65) if m >> (n - 1) & 1} for m in out["masks"]] == [every]
+    assert out["untracked"] == 0 and out["reaped"] == out["all"] == 200 - 29 + 31
+    assert out["children_left"] == 0
 
 
 def test_children_beyond_the_pidfd_room_are_found_by_a_walk():

@@ -10,7 +10,7 @@ import sys
 
 from stage1.engine._native import ffi, lib
 
-NATIVE_VERSION = 14
+NATIVE_VERSION = 15
 if lib.S1_NATIVE_VERSION != NATIVE_VERSION:
     raise ImportError("stage1.engine._native is version %d, this stage1 needs %d: "
                       "rebuild with ./build.sh" % (lib.S1_NATIVE_VERSION, NATIVE_VERSION))
@@ -307,8 +307,11 @@ def spawn(candidates, argv, env, **options):
 
 
 def spawn_each(requests):
-    """Spawn each of requests (request()'s answers) in turn, in one call;
-    for each, (pid, time.time() of its exec) or (None, its SpawnError)."""
+    """Spawn each of requests (request()'s answers), in one call; for each,
+    in the order of requests, (pid, time.time() of its exec) or (None, its
+    SpawnError, whose `when` is the time it failed).  A batch the spawner
+    shares with its helpers (children.c) is not spawned in that order:
+    the times say which came first."""
     n = len(requests)
     out = ffi.new("struct s1_spawned[]", n)
     lib.s1_spawn_each(ffi.new("struct s1_spawn *[]", [r[0] for r in requests]), n, out)
@@ -320,7 +323,9 @@ def spawn_each(requests):
                 _untracked.add(r.pid)
             results.append((r.pid, r.when_ns / 1e9))
         else:
-            results.append((None, SpawnError(r.step, r.err, *where)))
+            err = SpawnError(r.step, r.err, *where)
+            err.when = r.when_ns / 1e9
+            results.append((None, err))
     return results
 
 

@@ -270,14 +270,16 @@ class Supervisor:
 
     def _spawn_batch(self):
         """Spawn what the start pass has batched, then take up each app in
-        turn: every app of the batch is running before the init does the
-        bookkeeping of the first (state, indexes, events, readiness)."""
+        the order they started (a big batch is shared by the spawner's
+        threads): every app of the batch is running before the init does
+        the bookkeeping of the first (state, indexes, events, readiness)."""
         batch, self._batch = self._batch, []
         self._batch_fds = 0
         if not batch:
             return
         results = native.spawn_each([request for _app, request in batch])
-        for (app, _request), (pid, outcome) in zip(batch, results):
+        taken = sorted(zip(batch, results), key=_spawned_at)
+        for (app, _request), (pid, outcome) in taken:
             if pid is None:
                 self._exec_failed(app, outcome)
             else:
@@ -1173,6 +1175,12 @@ class Supervisor:
         pids = init.descendants(os.getpid())
         if pids:
             native.kill_many(pids, sig)
+
+def _spawned_at(item):
+    """When a spawn of spawn_each ended: (batch entry, (pid, when) or (None, error))."""
+    pid, outcome = item[1]
+    return outcome if pid is not None else outcome.when
+
 
 def _failed_on_its_own(app):
     return bool(app.exit_code) and app.reason not in ("Stopped", "Killed")
