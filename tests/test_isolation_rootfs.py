@@ -192,3 +192,22 @@ def test_the_app_runs_in_its_root_with_its_working_directory(podbase):
     assert cwd == "/etc"
     assert set(entries) >= {"bin", "etc", "proc", "sys", "dev", "tmp"}
     assert "stage1" not in entries and "pod" not in entries
+
+
+def test_forty_apps_started_in_one_pass_each_run_in_its_own_root_as_its_own_user(podbase):
+    """40 apps with no order between them are one start pass, spawned by
+    the spawner and its helpers (a batch of 32 or more is shared): each app
+    still runs in its own root (a file only its root has), as its own user,
+    with its own environment."""
+    names = ["app%02d" % i for i in range(40)]
+    apps = [sh_app(name, "echo $AC_APP_NAME $(cat /etc/owner) $(id -u):$(id -g)",
+                   user="1500" if i % 2 else "0", group="1600" if i % 2 else "0")
+            for i, name in enumerate(names)]
+    pod = IsoPod(podbase, apps)
+    for name in names:
+        with open(os.path.join(pod.app_root(name), "etc", "owner"), "w") as f:
+            f.write(name + "\n")
+    code, out, err = iso_run(pod)
+    assert code == 0, err
+    assert sorted(out.splitlines()) == ["%s %s %s" % (name, name, "1500:1600" if i % 2 else "0:0")
+                                        for i, name in enumerate(names)]
