@@ -182,12 +182,16 @@ static unsigned s1_crew_batch;   /* how many batches were shared */
 static int s1_crew_busy;         /* helpers not done with the current one */
 static int s1_crew_next;         /* its next spawn to take */
 
-static void *s1_helper_main(void *unused)
+/* arg: how many batches had been shared when the spawner made it (the
+ * spawner alone counts them): the next one is its first. */
+static void *s1_helper_main(void *arg)
 {
-    unsigned seen = 0;
+    unsigned seen = (unsigned)(uintptr_t)arg;
 
     s1_thread_setup();
     pthread_mutex_lock(&s1_crew_lock);
+    s1_crew_busy--;             /* set up: the spawner waits for this (s1_make_helpers) */
+    pthread_cond_signal(&s1_crew_done);
     for (;;) {
         while (s1_crew_batch == seen)
             pthread_cond_wait(&s1_crew_go, &s1_crew_lock);
@@ -201,6 +205,23 @@ static void *s1_helper_main(void *unused)
     return NULL;
 }
 
+/* Whether glibc's cancellation signal (32) waits for the init.  glibc
+ * starts every new thread with the mask of the thread that made it less
+ * 32, until the thread blocks everything itself (s1_thread_setup); a 32
+ * the init was sent, which waits in its signalfd's queue while the
+ * interpreter waits for a batch, would be delivered to that thread in
+ * between, and 32's default action ends the process.  So no thread is
+ * made while one waits.  One sent in the microseconds a new thread has 32
+ * open still ends the init: only a sender that could kill it anyway. */
+static int s1_cancel_signal_waits(void)
+{
+    uint64_t pending = 0;
+
+    if (syscall(SYS_rt_sigpending, &pending, sizeof pending) < 0)
+        return 1;
+    return (pending >> (32 - 1)) & 1;
+}
+
 /* The helpers, made once: as many as the init has further CPUs to run on,
  * within S1_CREW.  However many could be made is how many there are. */
 static void s1_make_helpers(void)
@@ -210,25 +231,54 @@ static void s1_make_helpers(void)
     cpu_set_t cpus;
     int want = 0;
 
+    if (s1_cancel_signal_waits())
+        return;         /* this batch is spawned by the spawner alone; the next may make them */
     s1_helpers = 0;
     if (sched_getaffinity(0, sizeof cpus, &cpus) == 0)
         want = (CPU_COUNT(&cpus) < S1_CREW ? CPU_COUNT(&cpus) : S1_CREW) - 1;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, 128 * 1024);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    while (s1_helpers < want && pthread_create(&thread, &attr, s1_helper_main, NULL) == 0)
+    /* One at a time, each waited for until it has every signal blocked:
+     * the window a 32 could end the init in (above) is the new thread's
+     * start alone. */
+    pthread_mutex_lock(&s1_crew_lock);
+    while (s1_helpers < want) {
+        s1_crew_busy = 1;
+        if (pthread_create(&thread, &attr, s1_helper_main, (void *)(uintptr_t)s1_crew_batch))
+            break;
+        while (s1_crew_busy > 0)
+            pthread_cond_wait(&s1_crew_done, &s1_crew_lock);
         s1_helpers++;
+    }
+    s1_crew_busy = 0;
+    pthread_mutex_unlock(&s1_crew_lock);
     pthread_attr_destroy(&attr);
+}
+
+/* A batch is shared when it is big enough and no spawn of it takes the
+ * terminal: the app that has it in the end must be the last one in the
+ * batch's order, as it is spawned alone. */
+static int s1_shared(void)
+{
+    int i;
+
+    if (s1_job.n < S1_SHARED_FROM)
+        return 0;
+    for (i = 0; i < s1_job.n; i++)
+        if (s1_job.reqs[i]->tty_fd >= 0)
+            return 0;
+    if (s1_helpers < 0)
+        s1_make_helpers();
+    return s1_helpers > 0;
 }
 
 static void s1_spawn_job(void)
 {
-    if (s1_job.n < S1_SHARED_FROM) {
+    if (!s1_shared()) {
         s1_spawn_batch(s1_job.reqs, s1_job.n, s1_job.out);
         return;
     }
-    if (s1_helpers < 0)
-        s1_make_helpers();
     s1_read_dispositions();
     pthread_mutex_lock(&s1_crew_lock);
     s1_crew_next = 0;
@@ -238,7 +288,7 @@ static void s1_spawn_job(void)
     pthread_mutex_unlock(&s1_crew_lock);
     s1_spawn_claimed(s1_job.reqs, s1_job.n, s1_job.out, &s1_crew_next);
     pthread_mutex_lock(&s1_crew_lock);
-    while (s1_crew_busy)
+    while (s1_crew_busy > 0)
         pthread_cond_wait(&s1_crew_done, &s1_crew_lock);
     pthread_mutex_unlock(&s1_crew_lock);
 }
@@ -246,6 +296,7 @@ static void s1_spawn_job(void)
 static void *s1_spawner_main(void *unused)
 {
     s1_thread_setup();
+    s1_byte(s1_done[1], 1);     /* set up: s1_spawner_start waits for this */
     for (;;) {
         s1_byte(s1_go[0], 0);
         s1_spawn_job();
@@ -271,12 +322,22 @@ static void s1_after_fork(void)
     close(s1_epfd);     /* the pidfds stay: closed as their children are reaped */
     s1_epfd = -1;
     s1_open_pidfds = 0;
-    s1_helpers = -1;    /* gone with the spawner; never used without it */
+    /* The helpers are gone with the spawner; a spawner made again starts a
+     * crew of its own, from nothing copied of this one's. */
+    s1_helpers = -1;
+    s1_crew_batch = 0;
+    s1_crew_busy = 0;
+    s1_crew_next = 0;
+    pthread_mutex_init(&s1_crew_lock, NULL);
+    pthread_cond_init(&s1_crew_go, NULL);
+    pthread_cond_init(&s1_crew_done, NULL);
 }
 
 /* Start the spawner thread (once).  It starts with every signal blocked,
  * as the init keeps them (they are read from a signalfd): none is ever
- * delivered to it. */
+ * delivered to it.  Not while a 32 waits (s1_cancel_signal_waits): the
+ * process's first thread is also where glibc unblocks 32 and 33 in the
+ * thread that makes it, here the main one, until the mask is put back. */
 int s1_spawner_start(void)
 {
     pthread_attr_t attr;
@@ -287,6 +348,8 @@ int s1_spawner_start(void)
 
     if (s1_running)
         return 0;
+    if (s1_cancel_signal_waits())
+        return -EAGAIN;     /* no spawner: reaping walks every child, as without one */
     /* waitid(P_PIDFD) came in Linux 5.4, a release after pidfd_open: on
      * an older kernel there is no tracking, and reaping is as before. */
     self = (int)syscall(SYS_pidfd_open, getpid(), 0);
@@ -321,6 +384,7 @@ int s1_spawner_start(void)
     pthread_attr_destroy(&attr);
     s1_mask(&old, NULL);
     if (!err) {
+        s1_byte(s1_done[0], 0);
         pthread_atfork(NULL, NULL, s1_after_fork);
         s1_running = 1;
         return 0;

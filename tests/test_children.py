@@ -162,6 +162,115 @@ print(json.dumps({"own": own, "failed": failed, "cpus": len(os.sched_getaffinity
     assert out["children_left"] == 0
 
 
+def test_a_waiting_signal_32_never_meets_a_thread_that_has_it_open():
+    """glibc starts each new thread with 32 (its cancellation signal)
+    unblocked until the thread blocks everything itself, and 32's default
+    action ends the process: a 32 sent to the init waits in its signalfd's
+    queue while the interpreter waits for a batch, and would end the init
+    the moment a helper (or the spawner) is made.  So none is made while a
+    32 waits: the batch is spawned by the spawner alone, the signalfd still
+    has the 32, and once it is read the next big batch makes the helpers.
+    Before the spawner: no spawner at all (reaping walks every child)."""
+    out = _run(r'''
+import struct
+sigfd, _mask, _ignored = native.take_signals()
+def read_signal():
+    """The next signal of the signalfd that is not SIGCHLD (the batches' children end)."""
+    while True:
+        sig = struct.unpack_from("I", os.read(sigfd, 128))[0]
+        if sig != signal.SIGCHLD:
+            return sig
+def threads():
+    return len(os.listdir("/proc/self/task"))
+os.kill(os.getpid(), 32)
+no_spawner = native.track_children()
+first = read_signal()
+assert native.track_children()
+os.kill(os.getpid(), 32)
+res = native.spawn_each([req(["/bin/true"]) for _ in range(40)])
+alone = threads()
+second = read_signal()
+res += native.spawn_each([req(["/bin/true"]) for _ in range(40)])
+shared = threads()
+got = reap_until([p for p, _ in res])
+print(json.dumps({"no_spawner": no_spawner, "signals": [first, second], "alone": alone,
+                  "shared": shared, "cpus": len(os.sched_getaffinity(0)),
+                  "codes": sorted(set(got[p][0] for p, _ in res)), "n": len(got)}))
+''')
+    assert out["no_spawner"] is False
+    assert out["signals"] == [32, 32]
+    assert out["alone"] == 2                                   # main and spawner
+    assert out["shared"] == 1 + min(out["cpus"], 4)
+    assert out["codes"] == [0] and out["n"] == 80
+
+
+def test_a_batch_that_hands_over_the_terminal_is_never_shared():
+    """Each app given the terminal takes it (tcsetpgrp) as it starts, so the
+    one that has it in the end must be the batch's last: such a batch is
+    spawned in order by the spawner alone.  (/dev/null is no terminal: each
+    fails at that step, in order.)"""
+    out = _run(r'''
+assert native.track_children()
+null = os.open("/dev/null", os.O_RDWR)
+res = native.spawn_each([native.request(["/bin/true"], ["/bin/true"], [], tty_fd=null,
+                                        pgid_mode=native.PGID_NEW_GROUP) for _ in range(40)])
+steps = sorted(set(e.step for _, e in res))
+times = [e.when for _, e in res]
+with_tty = len(os.listdir("/proc/self/task"))
+ok = native.spawn_each([req(["/bin/true"]) for _ in range(40)])
+got = reap_until([p for p, _ in ok])
+print(json.dumps({"steps": steps, "ordered": times == sorted(times), "with_tty": with_tty,
+                  "after": len(os.listdir("/proc/self/task")),
+                  "cpus": len(os.sched_getaffinity(0)), "reaped": len(got)}))
+''')
+    assert out["steps"] == [native_step("S1_STEP_TCSETPGRP")]
+    assert out["ordered"] and out["with_tty"] == 2
+    assert out["after"] == 1 + min(out["cpus"], 4) and out["reaped"] == 40
+
+
+def test_a_fork_of_the_init_that_tracks_again_shares_its_batches_anew():
+    """A fork has no spawner and no helpers; if it starts tracking itself,
+    its crew starts from nothing copied of the parent's (a helper made in
+    the fork must not take the parent's last batch for a new one): every
+    request of its big batches is spawned once, as itself."""
+    out = _run(r'''
+assert native.track_children()
+first = native.spawn_each([req(["/bin/true"]) for _ in range(40)])
+reap_until([p for p, _ in first])
+r, w = os.pipe()
+child = os.fork()
+if child == 0:
+    assert native.track_children()
+    seen = []
+    for _ in range(3):
+        res = native.spawn_each([native.request(["/bin/sleep"], ["/bin/sleep", "1000"],
+                                                ["N=%d" % i]) for i in range(50)])
+        pids = [p for p, _ in res]
+        own = []
+        for i, p in enumerate(pids):
+            with open("/proc/%d/environ" % p, "rb") as f:
+                own.append(f.read() == b"N=%d\0" % i)
+        kids = sum(len(open("/proc/self/task/%s/children" % t).read().split())
+                   for t in os.listdir("/proc/self/task"))
+        for p in pids:
+            os.kill(p, signal.SIGKILL)
+        got = reap_until(pids)
+        seen.append([all(own), kids, len(got)])
+    os.write(w, json.dumps(seen).encode())
+    os._exit(0)
+os.close(w)
+answer = os.read(r, 4096)
+_, status = os.waitpid(child, 0)
+print(json.dumps({"seen": json.loads(answer), "child": os.waitstatus_to_exitcode(status)}))
+''')
+    assert out == {"seen": [[True, 50, 50]] * 3, "child": 0}
+
+
+def native_step(name):
+    from stage1.engine._native import lib
+    return getattr(lib, name)
+
+
 def test_children_beyond_the_pidfd_room_are_found_by_a_walk():
     """Under an open-files limit of 1024 + 4 * 5 there is room for 5 pidfds:
     of 12 children, 7 have none, and every end is still reaped, once."""

@@ -234,7 +234,8 @@ def test_after_started_needs_no_readiness(live, server):
     pod = live([app("b", SLEEP, annotations={"stage1/after-started": "a"}),
                 checked("a", SLEEP, "http", server.url, **dict(FAST, start_period="60"))])
     pod.wait_event("started", "b")
-    assert pod.status("a")["ready"] is False
+    # b started in the turn a did: the turn's status files come after its events.
+    assert pod.wait_status("a", state="running")["ready"] is False
     kinds = pod.kinds()
     assert kinds.index(("started", "a")) < kinds.index(("started", "b"))
 
