@@ -381,6 +381,46 @@ def test_kill_and_stop_of_the_inits_threads_from_inside_change_nothing(podbase):
         assert pod.state("attacker") == "running", pod.status("attacker")
 
 
+def test_signals_from_inside_to_the_spawners_helpers_change_nothing(podbase):
+    """A pod whose first start pass is 32 apps or more has the spawner's
+    helpers too (pids 3 and up, one per further CPU): a root app sends
+    every thread of the init SIGKILL, SIGSTOP, glibc's 32 (whose default
+    action would end a process), SIGSEGV and SIGUSR1.  The kernel drops the
+    first two; the others are read from the init's signalfd and refused,
+    each said once; every thread lives and runs, every app still runs, and
+    a restarted app is spawned and its old process reaped."""
+    cpus = len(os.sched_getaffinity(0))
+    threads = 1 + min(cpus, 4)
+    pids = " ".join(str(p) for p in range(2, threads + 1))
+    apps = [sh_app("app%02d" % i, "exec sleep 1000") for i in range(39)]
+    apps.append(sh_app("attacker", "for s in KILL STOP 32 SEGV USR1; do for p in %s; do "
+                                   "kill -$s $p || exit 1; done; done; "
+                                   "echo sent > /tmp/sent; exec sleep 1000" % pids))
+    pod = IsoPod(podbase, apps)
+    with IsoRun(pod, "--mutable") as r:
+        sent = os.path.join(pod.app_root("attacker"), "tmp", "sent")
+        wait_for(lambda: os.path.exists(sent) or r.proc.poll() is not None,
+                 what="the signals sent")
+        assert os.path.exists(sent), r.stderr()[-2000:]
+        wait_for(lambda: r.stderr().count("a process of the pod, is not passed on") == 3,
+                 what="32, SEGV and USR1 refused (%s)" % r.stderr()[-500:])
+        init = int(pod.read("pid"))
+        old = pod.wait_state("app07", "running")["pid"]
+        res = stage1_cmd("app", "restart", pod.path, "--app", "app07")
+        assert res.returncode == 0, res.stderr
+        wait_for(lambda: pod.state("app07") == "running" and
+                 (pod.status("app07") or {}).get("pid") not in (None, old),
+                 what="app07 running again with a new pid")
+        tasks = os.listdir("/proc/%d/task" % init)
+        assert len(tasks) == threads
+        for task in tasks:
+            with open("/proc/%d/task/%s/stat" % (init, task)) as f:
+                assert f.read().rsplit(")", 1)[1].split()[0] in ("S", "R")   # not stopped
+        assert r.proc.poll() is None
+        assert all(pod.state("app%02d" % i) == "running" for i in range(39))
+        assert pod.state("attacker") == "running", pod.status("attacker")
+
+
 def test_a_signal_an_app_sends_the_init_is_not_passed_on_to_the_other_apps(podbase):
     """The init signals apps of every user: what an app sends it (to pid 1
     or to pid 2, its spawner thread) is not passed on, or any app could
