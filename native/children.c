@@ -205,21 +205,38 @@ static void *s1_helper_main(void *arg)
     return NULL;
 }
 
-/* Whether glibc's cancellation signal (32) waits for the init.  glibc
- * starts every new thread with the mask of the thread that made it less
- * 32, until the thread blocks everything itself (s1_thread_setup); a 32
- * the init was sent, which waits in its signalfd's queue while the
- * interpreter waits for a batch, would be delivered to that thread in
- * between, and 32's default action ends the process.  So no thread is
- * made while one waits.  One sent in the microseconds a new thread has 32
- * open still ends the init: only a sender that could kill it anyway. */
-static int s1_cancel_signal_waits(void)
+/* glibc's cancellation signal, 32.  glibc starts every new thread with
+ * the mask of the thread that made it less 32, until the thread blocks
+ * everything itself (s1_thread_setup), and the first thread a process
+ * makes has glibc unblock 32 and 33 in the thread that makes it, until
+ * the mask is put back; 32's default action ends the process.  A 32 the
+ * init was sent waits in its signalfd's queue (while the interpreter waits
+ * for a batch, say), and would be delivered to such a thread.  So no
+ * thread is made while one waits (s1_cancel_hold answers -1: no spawner,
+ * or no helpers for that batch), and while one is made 32 is ignored (the
+ * raw call: glibc refuses 32): one sent in that moment is lost instead of
+ * ending the init.  s1_cancel_release puts the disposition back once the
+ * new thread has every signal blocked. */
+struct s1_ksigaction {           /* the kernel's struct sigaction */
+    void *handler;
+    unsigned long flags;
+    void *restorer;
+    uint64_t mask;
+};
+
+static int s1_cancel_hold(struct s1_ksigaction *old)
 {
+    struct s1_ksigaction ignore = { (void *)SIG_IGN, 0, NULL, 0 };
     uint64_t pending = 0;
 
-    if (syscall(SYS_rt_sigpending, &pending, sizeof pending) < 0)
-        return 1;
-    return (pending >> (32 - 1)) & 1;
+    if (syscall(SYS_rt_sigpending, &pending, sizeof pending) < 0 || (pending >> 31) & 1)
+        return -1;
+    return syscall(SYS_rt_sigaction, 32, &ignore, old, sizeof ignore.mask) < 0 ? -1 : 0;
+}
+
+static void s1_cancel_release(const struct s1_ksigaction *old)
+{
+    syscall(SYS_rt_sigaction, 32, old, NULL, sizeof old->mask);
 }
 
 /* The helpers, made once: as many as the init has further CPUs to run on,
@@ -229,9 +246,10 @@ static void s1_make_helpers(void)
     pthread_attr_t attr;
     pthread_t thread;
     cpu_set_t cpus;
+    struct s1_ksigaction cancel;
     int want = 0;
 
-    if (s1_cancel_signal_waits())
+    if (s1_cancel_hold(&cancel) < 0)
         return;         /* this batch is spawned by the spawner alone; the next may make them */
     s1_helpers = 0;
     if (sched_getaffinity(0, sizeof cpus, &cpus) == 0)
@@ -239,9 +257,7 @@ static void s1_make_helpers(void)
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, 128 * 1024);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    /* One at a time, each waited for until it has every signal blocked:
-     * the window a 32 could end the init in (above) is the new thread's
-     * start alone. */
+    /* One at a time, each waited for until it has every signal blocked. */
     pthread_mutex_lock(&s1_crew_lock);
     while (s1_helpers < want) {
         s1_crew_busy = 1;
@@ -254,6 +270,7 @@ static void s1_make_helpers(void)
     s1_crew_busy = 0;
     pthread_mutex_unlock(&s1_crew_lock);
     pthread_attr_destroy(&attr);
+    s1_cancel_release(&cancel);
 }
 
 /* A batch is shared when it is big enough and no spawn of it takes the
@@ -335,21 +352,19 @@ static void s1_after_fork(void)
 
 /* Start the spawner thread (once).  It starts with every signal blocked,
  * as the init keeps them (they are read from a signalfd): none is ever
- * delivered to it.  Not while a 32 waits (s1_cancel_signal_waits): the
- * process's first thread is also where glibc unblocks 32 and 33 in the
- * thread that makes it, here the main one, until the mask is put back. */
+ * delivered to it; not while a 32 waits, and with 32 ignored while it is
+ * made (s1_cancel_hold). */
 int s1_spawner_start(void)
 {
     pthread_attr_t attr;
     pthread_t thread;
     sigset_t all, old;
     siginfo_t si;
+    struct s1_ksigaction cancel;
     int err, i, self;
 
     if (s1_running)
         return 0;
-    if (s1_cancel_signal_waits())
-        return -EAGAIN;     /* no spawner: reaping walks every child, as without one */
     /* waitid(P_PIDFD) came in Linux 5.4, a release after pidfd_open: on
      * an older kernel there is no tracking, and reaping is as before. */
     self = (int)syscall(SYS_pidfd_open, getpid(), 0);
@@ -375,6 +390,10 @@ int s1_spawner_start(void)
         s1_done[i] = s1_move_fd(s1_done[i], 3);
     }
     s1_epfd = s1_move_fd(s1_epfd, 3);
+    if (s1_cancel_hold(&cancel) < 0) {
+        err = EAGAIN;       /* no spawner: reaping walks every child, as without one */
+        goto fail;
+    }
     memset(&all, 0xff, sizeof all);
     s1_mask(&all, &old);
     pthread_attr_init(&attr);
@@ -383,8 +402,10 @@ int s1_spawner_start(void)
     err = pthread_create(&thread, &attr, s1_spawner_main, NULL);
     pthread_attr_destroy(&attr);
     s1_mask(&old, NULL);
-    if (!err) {
+    if (!err)
         s1_byte(s1_done[0], 0);
+    s1_cancel_release(&cancel);
+    if (!err) {
         pthread_atfork(NULL, NULL, s1_after_fork);
         s1_running = 1;
         return 0;
