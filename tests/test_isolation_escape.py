@@ -351,6 +351,24 @@ def test_python3_and_coreutils_work_under_the_default_filter(podbase):
 
 # -- the init's threads ------------------------------------------------------------
 
+def _restart_and_check_the_inits_threads(pod, run, name, threads):
+    """After an attack on the init's threads: `name` restarts (spawned, its
+    old process reaped), the init has `threads` threads, none stopped."""
+    init = int(pod.read("pid"))
+    old = pod.wait_state(name, "running")["pid"]
+    res = stage1_cmd("app", "restart", pod.path, "--app", name)
+    assert res.returncode == 0, res.stderr
+    wait_for(lambda: pod.state(name) == "running" and
+             (pod.status(name) or {}).get("pid") not in (None, old),
+             what="%s running again with a new pid" % name)
+    tasks = os.listdir("/proc/%d/task" % init)
+    assert len(tasks) == threads
+    for task in tasks:
+        with open("/proc/%d/task/%s/stat" % (init, task)) as f:
+            assert f.read().rsplit(")", 1)[1].split()[0] in ("S", "R")   # not stopped
+    assert run.proc.poll() is None
+
+
 def test_kill_and_stop_of_the_inits_threads_from_inside_change_nothing(podbase):
     """pid 2 of the pod is the init's spawner thread (native/children.c),
     and kill(2, ...) signals the init's whole process.  SIGKILL and SIGSTOP
@@ -366,18 +384,7 @@ def test_kill_and_stop_of_the_inits_threads_from_inside_change_nothing(podbase):
     with IsoRun(pod, "--mutable") as r:
         sent = os.path.join(pod.app_root("attacker"), "tmp", "sent")
         wait_for(lambda: os.path.exists(sent), what="the signals sent")
-        init = int(pod.read("pid"))
-        old = pod.wait_state("victim", "running")["pid"]
-        res = stage1_cmd("app", "restart", pod.path, "--app", "victim")
-        assert res.returncode == 0, res.stderr
-        wait_for(lambda: pod.state("victim") == "running" and
-                 (pod.status("victim") or {}).get("pid") not in (None, old),
-                 what="the victim running again with a new pid")
-        assert len(os.listdir("/proc/%d/task" % init)) == 2       # the spawner lives
-        for task in os.listdir("/proc/%d/task" % init):
-            with open("/proc/%d/task/%s/stat" % (init, task)) as f:
-                assert f.read().rsplit(")", 1)[1].split()[0] in ("S", "R")   # not stopped
-        assert r.proc.poll() is None
+        _restart_and_check_the_inits_threads(pod, r, "victim", 2)     # the spawner lives
         assert pod.state("attacker") == "running", pod.status("attacker")
 
 
@@ -404,19 +411,7 @@ def test_signals_from_inside_to_the_spawners_helpers_change_nothing(podbase):
         assert os.path.exists(sent), r.stderr()[-2000:]
         wait_for(lambda: r.stderr().count("a process of the pod, is not passed on") == 3,
                  what="32, SEGV and USR1 refused (%s)" % r.stderr()[-500:])
-        init = int(pod.read("pid"))
-        old = pod.wait_state("app07", "running")["pid"]
-        res = stage1_cmd("app", "restart", pod.path, "--app", "app07")
-        assert res.returncode == 0, res.stderr
-        wait_for(lambda: pod.state("app07") == "running" and
-                 (pod.status("app07") or {}).get("pid") not in (None, old),
-                 what="app07 running again with a new pid")
-        tasks = os.listdir("/proc/%d/task" % init)
-        assert len(tasks) == threads
-        for task in tasks:
-            with open("/proc/%d/task/%s/stat" % (init, task)) as f:
-                assert f.read().rsplit(")", 1)[1].split()[0] in ("S", "R")   # not stopped
-        assert r.proc.poll() is None
+        _restart_and_check_the_inits_threads(pod, r, "app07", threads)
         assert all(pod.state("app%02d" % i) == "running" for i in range(39))
         assert pod.state("attacker") == "running", pod.status("attacker")
 
