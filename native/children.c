@@ -171,6 +171,21 @@ static void s1_thread_setup(void)
     prctl(PR_SET_NAME, "spawner", 0, 0, 0);
 }
 
+/* A detached thread with a small stack (it only forks and execs). */
+static int s1_thread(void *(*main)(void *), void *arg)
+{
+    pthread_attr_t attr;
+    pthread_t thread;
+    int err;
+
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 128 * 1024);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    err = pthread_create(&thread, &attr, main, arg);
+    pthread_attr_destroy(&attr);
+    return err;
+}
+
 #define S1_CREW 4              /* threads that share a batch, the spawner included */
 #define S1_SHARED_FROM 32      /* the smallest batch they share */
 
@@ -243,8 +258,6 @@ static void s1_cancel_release(const struct s1_ksigaction *old)
  * within S1_CREW.  However many could be made is how many there are. */
 static void s1_make_helpers(void)
 {
-    pthread_attr_t attr;
-    pthread_t thread;
     cpu_set_t cpus;
     struct s1_ksigaction cancel;
     int want = 0;
@@ -254,14 +267,11 @@ static void s1_make_helpers(void)
     s1_helpers = 0;
     if (sched_getaffinity(0, sizeof cpus, &cpus) == 0)
         want = (CPU_COUNT(&cpus) < S1_CREW ? CPU_COUNT(&cpus) : S1_CREW) - 1;
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, 128 * 1024);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     /* One at a time, each waited for until it has every signal blocked. */
     pthread_mutex_lock(&s1_crew_lock);
     while (s1_helpers < want) {
         s1_crew_busy = 1;
-        if (pthread_create(&thread, &attr, s1_helper_main, (void *)(uintptr_t)s1_crew_batch))
+        if (s1_thread(s1_helper_main, (void *)(uintptr_t)s1_crew_batch))
             break;
         while (s1_crew_busy > 0)
             pthread_cond_wait(&s1_crew_done, &s1_crew_lock);
@@ -269,7 +279,6 @@ static void s1_make_helpers(void)
     }
     s1_crew_busy = 0;
     pthread_mutex_unlock(&s1_crew_lock);
-    pthread_attr_destroy(&attr);
     s1_cancel_release(&cancel);
 }
 
@@ -323,21 +332,31 @@ static void *s1_spawner_main(void *unused)
     return NULL;
 }
 
+/* The hand-over pipes and the epoll closed (the pidfds in it stay: each is
+ * closed as its child is reaped). */
+static void s1_close_handover(void)
+{
+    int i;
+
+    for (i = 0; i < 2; i++) {
+        if (s1_go[i] >= 0)
+            close(s1_go[i]);
+        if (s1_done[i] >= 0)
+            close(s1_done[i]);
+        s1_go[i] = s1_done[i] = -1;
+    }
+    if (s1_epfd >= 0)
+        close(s1_epfd);
+    s1_epfd = -1;
+}
+
 /* A process forked from the init has no spawner thread (fork copies the
  * calling thread alone): it spawns by itself, and its children, having no
  * pidfd, are found by a walk. */
 static void s1_after_fork(void)
 {
-    int i;
-
     s1_running = 0;
-    for (i = 0; i < 2; i++) {
-        close(s1_go[i]);
-        close(s1_done[i]);
-        s1_go[i] = s1_done[i] = -1;
-    }
-    close(s1_epfd);     /* the pidfds stay: closed as their children are reaped */
-    s1_epfd = -1;
+    s1_close_handover();
     s1_open_pidfds = 0;
     /* The helpers are gone with the spawner; a spawner made again starts a
      * crew of its own, from nothing copied of this one's. */
@@ -356,8 +375,6 @@ static void s1_after_fork(void)
  * made (s1_cancel_hold). */
 int s1_spawner_start(void)
 {
-    pthread_attr_t attr;
-    pthread_t thread;
     sigset_t all, old;
     siginfo_t si;
     struct s1_ksigaction cancel;
@@ -396,11 +413,7 @@ int s1_spawner_start(void)
     }
     memset(&all, 0xff, sizeof all);
     s1_mask(&all, &old);
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, 128 * 1024);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    err = pthread_create(&thread, &attr, s1_spawner_main, NULL);
-    pthread_attr_destroy(&attr);
+    err = s1_thread(s1_spawner_main, NULL);
     s1_mask(&old, NULL);
     if (!err)
         s1_byte(s1_done[0], 0);
@@ -411,16 +424,7 @@ int s1_spawner_start(void)
         return 0;
     }
 fail:
-    for (i = 0; i < 2; i++) {
-        if (s1_go[i] >= 0)
-            close(s1_go[i]);
-        if (s1_done[i] >= 0)
-            close(s1_done[i]);
-        s1_go[i] = s1_done[i] = -1;
-    }
-    if (s1_epfd >= 0)
-        close(s1_epfd);
-    s1_epfd = -1;
+    s1_close_handover();
     return -err;
 }
 
