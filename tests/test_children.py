@@ -40,6 +40,18 @@ def reap_until(pids, deadline=10.0):
 
 def fds():
     return len(os.listdir("/proc/self/fd"))
+
+def environ(pid, deadline=5.0):
+    """pid's environment once its exec has set it up: a spawn returns when
+    the child's exec has switched its memory, before the kernel has laid
+    out its arguments and environment (read before that, it is empty)."""
+    end = time.monotonic() + deadline
+    while True:
+        with open("/proc/%d/environ" % pid, "rb") as f:
+            env = f.read()
+        if env or time.monotonic() > end:
+            return env
+        time.sleep(0.001)
 '''
 
 
@@ -133,8 +145,7 @@ for i, (pid, outcome) in enumerate(res):
     if pid is None:
         failed.append([i, outcome.step == native.STEP_EXEC, outcome.errno])
         continue
-    with open("/proc/%d/environ" % pid, "rb") as f:
-        own.append(f.read() == b"N=%d\0" % i)
+    own.append(environ(pid) == b"N=%d\0" % i)
 pids = [p for p, _ in small + res if p]
 for p in pids:
     os.kill(p, signal.SIGKILL)
@@ -321,8 +332,7 @@ if child == 0:
         pids = [p for p, _ in res]
         own = []
         for i, p in enumerate(pids):
-            with open("/proc/%d/environ" % p, "rb") as f:
-                own.append(f.read() == b"N=%d\0" % i)
+            own.append(environ(p) == b"N=%d\0" % i)
         kids = sum(len(open("/proc/self/task/%s/children" % t).read().split())
                    for t in os.listdir("/proc/self/task"))
         for p in pids:
