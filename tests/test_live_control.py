@@ -31,6 +31,59 @@ def test_socket_is_0600_and_answers_status(live):
     assert all(a["state"] == "running" and a["pid"] for a in answer["apps"])
 
 
+class _Loop:
+    def add_reader(self, fd, callback):
+        pass
+
+    def remove_reader(self, fd):
+        pass
+
+
+def test_the_socket_appears_only_once_it_listens(tmp_path, monkeypatch):
+    # A client that finds stage1.sock connects at once (a `stage1 app` run
+    # just after the pod's start): a socket bound but not yet listening
+    # would refuse it.  The init binds under a name of its own and renames.
+    from stage1.live import control
+    path = str(tmp_path / "stage1.sock")
+    seen = []
+    real = control.listening_socket
+
+    class Watched:
+        def __init__(self, sock):
+            self._sock = sock
+
+        def listen(self, backlog):
+            seen.append(os.path.exists(path))
+            self._sock.listen(backlog)
+
+        def __getattr__(self, name):
+            return getattr(self._sock, name)
+
+    monkeypatch.setattr(control, "listening_socket", lambda *a: Watched(real(*a)))
+    server = control.ControlServer(path, _Loop(), None, None, {0}, None)
+    try:
+        assert seen == [False]
+        assert os.listdir(tmp_path) == ["stage1.sock"]
+        with socket.socket(socket.AF_UNIX) as c:
+            c.connect(path)
+    finally:
+        server.close()
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_socket_that_cannot_be_put_in_place_leaves_nothing(tmp_path, monkeypatch):
+    from stage1.live import control
+    path = str(tmp_path / "stage1.sock")
+
+    def refuse(src, dst):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(control.os, "rename", refuse)
+    with pytest.raises(PermissionError):
+        control.ControlServer(path, _Loop(), None, None, {0}, None)
+    assert os.listdir(tmp_path) == []
+
+
 def test_several_requests_on_one_connection_each_get_a_line(live):
     pod = _two(live)
     with pod.conn() as c:

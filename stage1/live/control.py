@@ -146,11 +146,25 @@ class ControlServer:
         self.add_app = add_app            # (name, runtime app JSON or None) -> App, or raises
         self.clients = {}
         self.events = None
-        sock = listening_socket(path, socket.SOCK_STREAM, 0o600)
-        if owner is not None and owner != os.geteuid():
-            # 0600 for the owner of the pod directory, who may talk too.
-            os.chown(path, owner, -1)
-        sock.listen(64)
+        # Bound and listening under a name of its own, then renamed into
+        # place: a client that sees stage1.sock can connect at once (a
+        # socket bound but not yet listening refuses, ECONNREFUSED).
+        directory, name = os.path.split(path)
+        fresh = os.path.join(directory, ".%s.%d" % (name, os.getpid()))
+        sock = listening_socket(fresh, socket.SOCK_STREAM, 0o600)
+        try:
+            if owner is not None and owner != os.geteuid():
+                # 0600 for the owner of the pod directory, who may talk too.
+                os.chown(fresh, owner, -1)
+            sock.listen(64)
+            os.rename(fresh, path)
+        except BaseException:
+            sock.close()
+            try:
+                os.unlink(fresh)
+            except OSError:
+                pass
+            raise
         self.sock = sock
         self.reserve = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         self.fd_warned = False
