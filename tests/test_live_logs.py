@@ -3,10 +3,12 @@ inherit, prefix, file with rotation, null; `stage1 logs`."""
 import os
 import re
 import subprocess
+import threading
 
 import pytest
 
-from livehelpers import PY, STAGE1, Pod, app, kill_tree, run_to_end, sh, stage1, wait_for
+from livehelpers import (DEADLINE, PY, STAGE1, Pod, app, kill_tree, run_to_end, sh, stage1,
+                         wait_for)
 from livehelpers import live, liveroot  # noqa: F401  (fixtures)
 
 SLEEP = ["/bin/sleep", "3600"]
@@ -300,13 +302,29 @@ def test_stage1_logs_follow_reads_across_rotation(live, liveroot):
     wait_for(lambda: os.path.exists(pod.pod.file("logs", "a.log")), what="the log")
     follower = subprocess.Popen([STAGE1, "logs", pod.path, "--follow"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+
+    def read():
+        for _ in range(200):
+            line = follower.stdout.readline()
+            if not line:
+                return
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
+        # The follower has read a.log before any rotation (the app waits at
+        # line 100 for `go`, and a.log holds 102 lines): what it follows
+        # from there is every line, across the rotations that come.
+        wait_for(lambda: lines, what="the follower's first line")
         open(go, "w").close()
-        lines = [follower.stdout.readline() for _ in range(200)]
+        wait_for(lambda: len(lines) == 200, what="the 200 lines")
         assert [int(l[:6]) for l in lines] == list(range(200))
     finally:
         follower.kill()
         follower.wait()
+        reader.join(DEADLINE)
 
 
 def test_lines_around_64_KiB_in_odd_chunks(live):
