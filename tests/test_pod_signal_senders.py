@@ -19,6 +19,14 @@ from livehelpers import app, sh, wait_for
 from livehelpers import live, liveroot  # noqa: F401  (fixtures)
 
 
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
 def _victim(marker):
     # Writes a line for each SIGUSR1 it gets.
     return sh("trap 'echo usr1 >> %s' USR1; touch %s.up; "
@@ -43,11 +51,11 @@ def test_a_signal_an_app_sends_the_init_is_not_passed_on(live, tmp_path, pid1):
     wait_for(lambda: signal.SIGUSR1 not in sigset(pod.run.init_pid, "ShdPnd"),
              what="the attacker's signals read")
     os.kill(pod.run.init_pid, signal.SIGUSR1)
-    wait_for(lambda: os.path.exists(marker), what="the host's signal passed on")
+    # echo >> makes the file before it writes the line.
+    wait_for(lambda: _read(marker).endswith("\n"), what="the host's signal passed on")
     apps = pod.apps()
     assert apps["victim"][0] == "running" and apps["attacker"][0] == "running"
-    with open(marker) as f:
-        assert f.read() == "usr1\n"
+    assert _read(marker) == "usr1\n"
 
 
 def test_a_stop_signal_from_an_app_still_stops_the_pod(live, tmp_path):
