@@ -9,6 +9,18 @@ import pytest
 from podhelpers import Pod, Run, app, sh, stage1, wait_for, descendants
 
 
+def _commands(pid):
+    """The command lines of pid's descendants (those that have exec'd one)."""
+    out = []
+    for child in descendants(pid):
+        try:
+            with open("/proc/%d/cmdline" % child, "rb") as f:
+                out.append(f.read().rstrip(b"\0").replace(b"\0", b" ").decode())
+        except FileNotFoundError:
+            pass
+    return out
+
+
 def _rows(text):
     """(title, [header, {column: cell} per app]): cells are read at their
     header's position, since an empty one (no health check, no exit yet)
@@ -121,7 +133,9 @@ def test_ps_groups_the_process_tree_by_app(tmp_path, pid1):
     with Run(pod, pid1=pid1) as r:
         pod.wait_file("web.up")
         pod.wait_state("worker", "running")
-        wait_for(lambda: len(descendants(r.init_pid)) == 3, what="three pod processes")
+        # Three pod processes, the shell's child past its exec (and touch gone).
+        wait_for(lambda: len(descendants(r.init_pid)) == 3 and
+                 "sleep 101" in _commands(r.init_pid), what="three pod processes")
         p = stage1("ps", pod.path)
         assert p.returncode == 0, p.stderr
         lines = p.stdout.splitlines()
@@ -150,6 +164,7 @@ def test_ps_shows_leftovers_as_the_pods(tmp_path):
     with Run(pod) as r:
         pod.wait_state("starter", "exited")
         pod.wait_state("worker", "running")
+        wait_for(lambda: "sleep 103" in _commands(r.init_pid), what="the leftover past its exec")
         p = stage1("ps", pod.path)
         rows = [l.split(None, 6) for l in p.stdout.splitlines()[1:]]
         assert [(row[0], row[6]) for row in rows if row[0] == "(pod)"] == \
