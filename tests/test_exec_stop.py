@@ -135,7 +135,7 @@ def test_leftover_is_sent_sigterm_when_the_app_exits(procs, tmp_path, pid1, moun
 def test_leftover_that_ignores_sigterm_is_killed_when_grace_ends(procs, tmp_path, pid1,
                                                                  mount_proc):
     marker = tmp_path / "marker"
-    init = procs.init(py(LEFTOVER, "ignore", marker, 5), "--grace", "1",
+    init = procs.init(py(LEFTOVER, "ignore", marker, 5), "--grace", "2",
                       pid1=pid1, mount_proc=mount_proc)
     wait_until(lambda: "term" in lines(marker), what="SIGTERM at the leftover")
     leftover = init.host_pid(int(lines(marker)[1]))

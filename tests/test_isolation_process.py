@@ -32,17 +32,21 @@ def test_the_host_side_passes_signals_on_to_the_apps(podbase):
 
 def test_the_init_stops_the_pod_when_the_host_side_dies(podbase):
     pod = IsoPod(podbase, [sh_app("a", "trap 'echo stopped > /v/stopped; exit 0' TERM; "
-                                       "while :; do sleep 0.01; done")],
+                                       "touch /v/trapped; while :; do sleep 0.01; done")],
                  volumes=[{"name": "v", "kind": "empty"}])
     pod.manifest["apps"][0]["mounts"] = [{"volume": "v", "path": "/v"}]
     pod.write()
+    volume = os.path.join(pod.root, "rkt", "volumes", "v")
     with IsoRun(pod) as r:
         pod.wait_state("a", "running")
+        # Running is spawned; the app's trap is set once it says so.
+        wait_for(lambda: os.path.exists(os.path.join(volume, "trapped")),
+                 what="the app's trap set")
         init = int(pod.read("pid"))
         os.kill(r.proc.pid, signal.SIGKILL)
         r.proc.wait()
         wait_for(lambda: not alive(init), what="the pod to end")
-    with open(os.path.join(pod.root, "rkt", "volumes", "v", "stopped")) as f:
+    with open(os.path.join(volume, "stopped")) as f:
         assert f.read() == "stopped\n"
     assert pod.status("a")["reason"] == "Stopped"
 

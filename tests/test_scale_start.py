@@ -53,6 +53,11 @@ def test_spawn_each_of_nothing_spawns_nothing():
     assert native.spawn_each([]) == []
 
 
+def _proc(pid, name):
+    with open("/proc/%d/%s" % (pid, name), "rb") as f:
+        return f.read()
+
+
 def test_each_app_of_a_batch_runs_as_itself(live):
     """300 apps started in one pass: the pid the init records for each is a
     process whose environment names that app (AC_APP_NAME).  The pass is
@@ -64,11 +69,12 @@ def test_each_app_of_a_batch_runs_as_itself(live):
              timeout=60, what="%d apps running" % n)
     seen = set()
     for name, (state, pid, ready, _restarts) in pod.apps().items():
-        with open("/proc/%d/environ" % pid, "rb") as f:
-            env = f.read().split(b"\0")
-        assert ("AC_APP_NAME=%s" % name).encode() in env, name
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            assert f.read().split(b"\0")[:2] == [b"/bin/sleep", b"1000"]
+        # A spawn returns at the exec's switch of memory, before the kernel
+        # has laid out the new program's arguments and environment.
+        env = wait_for(lambda: _proc(pid, "environ"), what="%s's environment" % name)
+        assert ("AC_APP_NAME=%s" % name).encode() in env.split(b"\0"), name
+        cmdline = wait_for(lambda: _proc(pid, "cmdline"), what="%s's command line" % name)
+        assert cmdline.split(b"\0")[:2] == [b"/bin/sleep", b"1000"]
         seen.add(pid)
     assert len(seen) == n
     started = [e for e in pod.events() if e["event"] == "started"]
