@@ -228,17 +228,14 @@ class Init:
         """The app's pid: the init's first child (a process group leader),
         once it has exec'd: before, the child shares the init's memory (its
         cmdline is the init's) and still holds the init's fds."""
-        def cmdline(pid):
-            with open("/proc/%d/cmdline" % pid, "rb") as f:
-                return f.read()
-
         def find():
             mine = cmdline(self.pid)
             for child in children(self.pid):
                 try:
-                    if os.getpgid(child) == child and alive(child) and cmdline(child) != mine:
+                    if os.getpgid(child) == child and alive(child) and \
+                            cmdline(child) not in (b"", mine):
                         return child
-                except (ProcessLookupError, FileNotFoundError):
+                except ProcessLookupError:
                     pass
             return None
         return wait_until(find, what="the app of the init")

@@ -83,15 +83,15 @@ def test_a_child_of_the_app_may_notify_for_it(live, liveroot):
     # reads its datagram cannot be traced to an app (systemd has the same
     # limit with systemd-notify).
     status = os.path.join(liveroot, "pod", "rkt", "status", "a.json")
-    # The status file may not be there yet, or be read half-replaced: the
-    # child waits on, it does not end (a crash would leave its datagram
-    # untraceable, and the app never ready).
+    # The status file may not be there yet (it is written whole, by a
+    # rename): the child waits on, it does not end (a crash would leave its
+    # datagram untraceable, and the app never ready).
     child = notify_code("READY=1\nSTATUS=from child", sleep=False) + (
         "import json\n"
         "def ready():\n"
         "    try:\n"
         "        return json.load(open(%r)).get('ready')\n"
-        "    except (OSError, ValueError):\n"
+        "    except OSError:\n"
         "        return False\n"
         "while not ready():\n"
         "    time.sleep(0.005)\n" % status)

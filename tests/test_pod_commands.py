@@ -6,19 +6,12 @@ import signal
 
 import pytest
 
-from podhelpers import Pod, Run, app, sh, stage1, wait_for, descendants
+from podhelpers import Pod, Run, app, cmdline, sh, stage1, wait_for, descendants
 
 
 def _commands(pid):
-    """The command lines of pid's descendants (those that have exec'd one)."""
-    out = []
-    for child in descendants(pid):
-        try:
-            with open("/proc/%d/cmdline" % child, "rb") as f:
-                out.append(f.read().rstrip(b"\0").replace(b"\0", b" ").decode())
-        except FileNotFoundError:
-            pass
-    return out
+    """The command lines of pid's descendants."""
+    return [b" ".join(cmdline(child)).strip().decode() for child in descendants(pid)]
 
 
 def _rows(text):

@@ -1176,6 +1176,7 @@ class Supervisor:
         if pids:
             native.kill_many(pids, sig)
 
+
 def _spawned_at(item):
     """When a spawn of spawn_each ended: (batch entry, (pid, when) or (None, error))."""
     pid, outcome = item[1]
